@@ -1,0 +1,563 @@
+"""Decoding checks, defaulting, admission and validation: what a create or update passes through.
+
+The real API server decodes a body (unknown fields, MicroTime formats: 400), applies the
+scheme's defaults, runs admission plugins (ServiceAccount, Priority,
+DefaultTolerationSeconds, TaintNodesByCondition) and validates (422). The emulator does
+the same steps in the same order, with the same messages as the reference recordings, so
+a client sees no difference. Which fields exist is derived from the official Python
+client's models, the same OpenAPI the real server is built from.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import TYPE_CHECKING, Any
+
+from vnode.sandbox.kubeapi.resources import Resource
+from vnode.sandbox.kubeapi.status import StatusError, invalid
+
+if TYPE_CHECKING:
+    from vnode.sandbox.kubeapi.store import Store
+
+Obj = dict[str, Any]
+
+SA_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+# ------------------------------------------------------------------ known fields
+_MODEL_NAMES = {
+    ("", "Event"): "CoreV1Event",
+    ("events.k8s.io", "Event"): "EventsV1Event",
+}
+
+
+def _model_name(res: Resource) -> str:
+    return _MODEL_NAMES.get((res.group, res.kind), f"{res.version.capitalize()}{res.kind}")
+
+
+def _model(name: str) -> Any:
+    from kubernetes.client import models
+
+    return getattr(models, name, None)
+
+
+def _split_generic(typ: str) -> tuple[str, str] | None:
+    m = re.fullmatch(r"(?:List|list)\[(.+)\]", typ)
+    if m:
+        return "list", m.group(1)
+    m = re.fullmatch(r"(?:Dict|dict)[\[(]str, (.+)[\])]", typ)
+    if m:
+        return "dict", m.group(1)
+    return None
+
+
+def _walk_type(typ: str, value: Any, path: str, out: list[str]) -> None:
+    generic = _split_generic(typ)
+    if generic is not None:
+        kind, inner = generic
+        if kind == "list" and isinstance(value, list):
+            for i, item in enumerate(value):
+                _walk_type(inner, item, f"{path}[{i}]", out)
+        elif kind == "dict" and isinstance(value, dict):
+            for key, item in value.items():
+                _walk_type(inner, item, f"{path}[{key}]", out)
+        return
+    model = _model(typ) if typ[:1].isupper() else None
+    if model is not None and isinstance(value, dict):
+        _walk_model(model, value, path + ".", out)
+
+
+def _walk_model(model: Any, value: Obj, prefix: str, out: list[str]) -> None:
+    by_json = {json_name: attr for attr, json_name in model.attribute_map.items()}
+    for key, item in value.items():
+        attr = by_json.get(key)
+        if attr is None:
+            out.append(f"{prefix}{key}")
+            continue
+        _walk_type(model.openapi_types[attr], item, f"{prefix}{key}", out)
+
+
+def known_fields(kind: str) -> dict[str, str]:
+    """JSON field name -> OpenAPI type for a model such as ``V1Pod`` or ``V1PodSpec``."""
+    model = _model(kind)
+    if model is None:
+        return {}
+    return {json_name: model.openapi_types[attr] for attr, json_name in model.attribute_map.items()}
+
+
+def unknown_fields(kind: str, obj: Obj) -> list[str]:
+    """Paths of fields the model ``kind`` (e.g. ``V1Pod``) does not define, in body order."""
+    model = _model(kind)
+    out: list[str] = []
+    if model is not None and isinstance(obj, dict):
+        _walk_model(model, obj, "", out)
+    return out
+
+
+# --------------------------------------------------------------- MicroTime format
+_MICRO_LAYOUT = "2006-01-02T15:04:05.000000Z07:00"
+_MICRO_PIECES = (
+    ("2006", r"\d{4}"), ("-", "-"), ("01", r"\d{2}"), ("-", "-"), ("02", r"\d{2}"),
+    ("T", "T"), ("15", r"\d{2}"), (":", ":"), ("04", r"\d{2}"), (":", ":"), ("05", r"\d{2}"),
+    (".000000", r"\.\d{6}"), ("Z07:00", r"Z|[+-]\d{2}:\d{2}"),
+)
+
+
+def micro_time_error(value: str) -> str | None:
+    """Go's ``time.Parse`` error for a MicroTime, or None when ``value`` is well formed."""
+    rest = value
+    for layout, pattern in _MICRO_PIECES:
+        m = re.match(pattern, rest)
+        if not m:
+            return (f'parsing time "{value}" as "{_MICRO_LAYOUT}": '
+                    f'cannot parse "{rest}" as "{layout}"')
+        rest = rest[m.end():]
+    if rest:
+        return f'parsing time "{value}" as "{_MICRO_LAYOUT}": extra text: "{rest}"'
+    return None
+
+
+def _micro_time_paths(res: Resource) -> tuple[tuple[str, ...], ...]:
+    if res.kind == "Lease":
+        return (("spec", "renewTime"), ("spec", "acquireTime"))
+    if res.kind == "Event":
+        return (("eventTime",), ("series", "lastObservedTime"))
+    return ()
+
+
+def check_decode(res: Resource, obj: Any, *, strict: bool) -> list[str]:
+    """Decode-time checks; returns warnings (unknown fields) or raises 400 like the server."""
+    prefix = f'{res.kind} in version "{res.version}" cannot be handled as a {res.kind}'
+    if not isinstance(obj, dict):
+        raise StatusError(400, "BadRequest", f"{prefix}: json: cannot unmarshal into a {res.kind}")
+    for path in _micro_time_paths(res):
+        value: Any = obj
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None:
+            continue
+        err = micro_time_error(str(value)) if isinstance(value, str) else (
+            f'parsing time "{value}" as "{_MICRO_LAYOUT}": cannot parse "{value}" as "2006"')
+        if err:
+            raise StatusError(400, "BadRequest", f"{prefix}: {err}")
+    unknown = unknown_fields(_model_name(res), obj)
+    if unknown and strict:
+        listed = ", ".join(f'unknown field "{u}"' for u in unknown)
+        raise StatusError(400, "BadRequest", f"{prefix}: strict decoding error: {listed}")
+    return [f'unknown field "{u}"' for u in unknown]
+
+
+# ---------------------------------------------------------------------- defaults
+def _image_pull_policy(image: str) -> str:
+    if "@" in image:
+        return "IfNotPresent"
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last or last.endswith(":latest"):
+        return "Always"
+    return "IfNotPresent"
+
+
+def _default_probe(probe: Obj | None) -> None:
+    if not isinstance(probe, dict):
+        return
+    probe.setdefault("timeoutSeconds", 1)
+    probe.setdefault("periodSeconds", 10)
+    probe.setdefault("successThreshold", 1)
+    probe.setdefault("failureThreshold", 3)
+    if isinstance(probe.get("httpGet"), dict):
+        probe["httpGet"].setdefault("scheme", "HTTP")
+
+
+def _default_container(c: Obj) -> None:
+    if not isinstance(c, dict):
+        return
+    if "image" in c and isinstance(c["image"], str) and c["image"]:
+        c.setdefault("imagePullPolicy", _image_pull_policy(c["image"]))
+    c.setdefault("terminationMessagePath", "/dev/termination-log")
+    c.setdefault("terminationMessagePolicy", "File")
+    res = c.setdefault("resources", {})
+    if isinstance(res, dict) and isinstance(res.get("limits"), dict):
+        requests = res.setdefault("requests", {})
+        for key, value in res["limits"].items():
+            requests.setdefault(key, value)
+    for port in c.get("ports") or []:
+        if isinstance(port, dict):
+            port.setdefault("protocol", "TCP")
+    for env in c.get("env") or []:
+        field_ref = (env.get("valueFrom") or {}).get("fieldRef") if isinstance(env, dict) else None
+        if isinstance(field_ref, dict):
+            field_ref.setdefault("apiVersion", "v1")
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        _default_probe(c.get(probe))
+
+
+def default_pod_spec(spec: Obj) -> None:
+    """The scheme defaults of a PodSpec (pods and pod templates alike)."""
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("securityContext", {})
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("enableServiceLinks", True)
+    for key in ("containers", "initContainers"):
+        for c in spec.get(key) or []:
+            _default_container(c)
+    for vol in spec.get("volumes") or []:
+        if not isinstance(vol, dict):
+            continue
+        for source in ("configMap", "secret"):
+            if isinstance(vol.get(source), dict):
+                vol[source].setdefault("defaultMode", 420)
+
+
+def _default_pod_status(status: Obj) -> None:
+    for cond in status.get("conditions") or []:
+        if isinstance(cond, dict):
+            cond.setdefault("lastProbeTime", None)
+            cond.setdefault("lastTransitionTime", None)
+    for key in ("containerStatuses", "initContainerStatuses"):
+        for cs in status.get(key) or []:
+            if isinstance(cs, dict):
+                cs.setdefault("lastState", {})
+
+
+def qos_class(spec: Obj) -> str:
+    containers = [c for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])
+                  if isinstance(c, dict)]
+    requests_seen = False
+    guaranteed = True
+    for c in containers:
+        res = c.get("resources") or {}
+        limits = res.get("limits") or {}
+        requests = res.get("requests") or {}
+        if limits or requests:
+            requests_seen = True
+        for name in ("cpu", "memory"):
+            if name not in limits or requests.get(name, limits[name]) != limits[name]:
+                guaranteed = False
+    if not requests_seen:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+def default(res: Resource, obj: Obj) -> None:
+    """Scheme defaults, applied on create and on update (as decoding does)."""
+    key = (res.group, res.plural)
+    if key == ("", "pods"):
+        spec = obj.setdefault("spec", {})
+        if isinstance(spec, dict):
+            default_pod_spec(spec)
+        if isinstance(obj.get("status"), dict):
+            _default_pod_status(obj["status"])
+    elif key == ("batch", "jobs"):
+        spec = obj.setdefault("spec", {})
+        if isinstance(spec, dict):
+            if spec.get("completions") is None and spec.get("parallelism") is None:
+                spec["completions"] = 1
+                spec["parallelism"] = 1
+            spec.setdefault("parallelism", 1)
+            spec.setdefault("backoffLimit", 6)
+            spec.setdefault("completionMode", "NonIndexed")
+            spec.setdefault("suspend", False)
+            spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+            template = spec.setdefault("template", {})
+            if isinstance(template, dict):
+                tspec = template.setdefault("spec", {})
+                if isinstance(tspec, dict):
+                    default_pod_spec(tspec)
+    elif key == ("", "namespaces"):
+        spec = obj.setdefault("spec", {})
+        if isinstance(spec, dict):
+            spec.setdefault("finalizers", ["kubernetes"])
+        meta = obj.setdefault("metadata", {})
+        if meta.get("name"):
+            labels = meta.setdefault("labels", {})
+            labels["kubernetes.io/metadata.name"] = meta["name"]
+    elif key == ("", "secrets"):
+        obj.setdefault("type", "Opaque")
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        # Go serialises maps with sorted keys.
+        for m in ("labels", "annotations"):
+            if isinstance(meta.get(m), dict):
+                meta[m] = dict(sorted(meta[m].items()))
+
+
+def reset_status_on_create(res: Resource, obj: Obj) -> None:
+    """Status a client may not set on create (pods, jobs, namespaces start fresh)."""
+    key = (res.group, res.plural)
+    if key == ("", "pods"):
+        obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj.get("spec") or {})}
+    elif key == ("batch", "jobs"):
+        obj["status"] = {}
+    elif key == ("", "namespaces"):
+        obj["status"] = {"phase": "Active"}
+
+
+# --------------------------------------------------------------------- admission
+def _tolerates(tolerations: list[Obj], key: str, effect: str) -> bool:
+    for t in tolerations:
+        if not isinstance(t, dict):
+            continue
+        key_ok = t.get("key") == key or (not t.get("key") and t.get("operator") == "Exists")
+        if key_ok and t.get("effect") in (None, "", effect):
+            return True
+    return False
+
+
+def _admit_pod(obj: Obj, store: Store) -> None:
+    from vnode.sandbox.kubeapi import resources
+    from vnode.sandbox.kubeapi.store import generate_suffix
+
+    meta = obj["metadata"]
+    spec = obj.setdefault("spec", {})
+    ns = meta.get("namespace", "")
+    sa_name = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+    sa_res = resources.by_kind("", "ServiceAccount")
+    if not store.exists(sa_res, ns, sa_name):
+        raise StatusError(
+            403, "Forbidden",
+            f'pods "{meta.get("name")}" is forbidden: error looking up service account '
+            f'{ns}/{sa_name}: serviceaccount "{sa_name}" not found',
+            details={"name": meta.get("name"), "kind": "pods"})
+    spec["serviceAccountName"] = sa_name
+    spec["serviceAccount"] = sa_name
+    sa = store.get(sa_res, ns, sa_name)
+    automount = spec.get("automountServiceAccountToken")
+    if automount is None:
+        automount = sa.get("automountServiceAccountToken", True)
+    volumes = spec.setdefault("volumes", [])
+    already = any(
+        isinstance(m, dict) and m.get("mountPath") == SA_MOUNT_PATH
+        for c in spec.get("containers") or [] for m in (c.get("volumeMounts") or [])
+    )
+    if automount and not already:
+        vol_name = f"kube-api-access-{generate_suffix()}"
+        volumes.append({"name": vol_name, "projected": {"sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt",
+                           "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {
+                "apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+        ], "defaultMode": 420}})
+        for key in ("initContainers", "containers"):
+            for c in spec.get(key) or []:
+                c.setdefault("volumeMounts", []).append(
+                    {"name": vol_name, "readOnly": True, "mountPath": SA_MOUNT_PATH})
+    if not volumes:
+        spec.pop("volumes", None)
+    spec.setdefault("priority", 0)
+    spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+    tolerations = spec.setdefault("tolerations", [])
+    for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
+        if not _tolerates(tolerations, key, "NoExecute"):
+            tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
+                                "tolerationSeconds": 300})
+
+
+def _admit_job(obj: Obj) -> None:
+    uid = obj["metadata"]["uid"]
+    name = obj["metadata"]["name"]
+    spec = obj.setdefault("spec", {})
+    if not spec.get("manualSelector"):
+        spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+        template = spec.setdefault("template", {})
+        tmeta = template.setdefault("metadata", {})
+        labels = tmeta.setdefault("labels", {})
+        labels.update({
+            "batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": name,
+            "controller-uid": uid, "job-name": name,
+        })
+        tmeta["labels"] = dict(sorted(labels.items()))
+
+
+def admit_create(res: Resource, obj: Obj, store: Store) -> None:
+    """Mutating admission plugins on create (after defaulting and validation)."""
+    key = (res.group, res.plural)
+    if key == ("", "pods"):
+        _admit_pod(obj, store)
+    elif key == ("batch", "jobs"):
+        _admit_job(obj)
+    elif key == ("", "nodes"):
+        # TaintNodesByCondition: a new Node is not ready until its kubelet says so.
+        taints = obj.setdefault("spec", {}).setdefault("taints", [])
+        if not any(t.get("key") == "node.kubernetes.io/not-ready" for t in taints):
+            taints.append({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"})
+
+
+# -------------------------------------------------------------------- validation
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_SUBDOMAIN_MSG = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
+    "'.', and must start and end with an alphanumeric character (e.g. 'example.com', regex "
+    "used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
+_LABEL_MSG = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and "
+    "must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex "
+    "used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+)
+# Kinds whose names must be DNS labels rather than subdomains.
+_LABEL_NAMED = frozenset({("", "namespaces")})
+
+Cause = tuple[str, str, str]  # (reason, message, field)
+
+
+def go_quote(value: Any) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _invalid_value(field: str, value: Any, detail: str) -> Cause:
+    return ("FieldValueInvalid", f"Invalid value: {go_quote(value)}: {detail}", field)
+
+
+def _required(field: str, detail: str = "") -> Cause:
+    return ("FieldValueRequired", "Required value" + (f": {detail}" if detail else ""), field)
+
+
+def name_errors(value: str, field: str, *, label: bool) -> list[Cause]:
+    out: list[Cause] = []
+    limit = 63 if label else 253
+    if len(value) > limit:
+        out.append(_invalid_value(field, value, f"must be no more than {limit} characters"))
+    pattern, msg = (_LABEL, _LABEL_MSG) if label else (_SUBDOMAIN, _SUBDOMAIN_MSG)
+    if not pattern.fullmatch(value):
+        out.append(_invalid_value(field, value, msg))
+    return out
+
+
+def _validate_containers(spec: Obj, path: str, key: str, out: list[Cause]) -> None:
+    containers = spec.get(key)
+    if key == "containers" and not containers:
+        out.append(_required(f"{path}.containers"))
+        return
+    seen: set[str] = set()
+    for i, c in enumerate(containers or []):
+        cpath = f"{path}.{key}[{i}]"
+        if not isinstance(c, dict):
+            out.append(_invalid_value(cpath, c, "must be an object"))
+            continue
+        name = c.get("name") or ""
+        if not name:
+            out.append(_required(f"{cpath}.name"))
+        else:
+            out.extend(name_errors(name, f"{cpath}.name", label=True))
+        if not c.get("image"):
+            out.append(_required(f"{cpath}.image"))
+        for j, port in enumerate(c.get("ports") or []):
+            number = port.get("containerPort") if isinstance(port, dict) else None
+            ppath = f"{cpath}.ports[{j}].containerPort"
+            if not isinstance(number, int) or not 1 <= number <= 65535:
+                out.append(_invalid_value(ppath, number if number is not None else 0,
+                                          "must be between 1 and 65535, inclusive"))
+        if name and name in seen:
+            out.append(("FieldValueDuplicate", f"Duplicate value: {go_quote(name)}",
+                        f"{cpath}.name"))
+        seen.add(name)
+
+
+def validate_pod_spec(spec: Obj, path: str, *, restart_policies: tuple[str, ...]) -> list[Cause]:
+    out: list[Cause] = []
+    _validate_containers(spec, path, "containers", out)
+    _validate_containers(spec, path, "initContainers", out)
+    policy = spec.get("restartPolicy")
+    if policy not in restart_policies:
+        supported = ", ".join(go_quote(p) for p in restart_policies)
+        if policy in (None, ""):
+            out.append(_required(f"{path}.restartPolicy", f"supported values: {supported}"))
+        else:
+            out.append(("FieldValueNotSupported",
+                        f"Unsupported value: {go_quote(policy)}: supported values: {supported}",
+                        f"{path}.restartPolicy"))
+    return out
+
+
+_POD_UPDATE_FORBIDDEN = (
+    "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,"
+    "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only "
+    "additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be "
+    "set to 1 if it was previously negative)"
+)
+
+
+def _mutable_masked(spec: Obj) -> Obj:
+    spec = copy.deepcopy(spec)
+    for key in ("containers", "initContainers"):
+        for c in spec.get(key) or []:
+            if isinstance(c, dict):
+                c.pop("image", None)
+    for key in ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds"):
+        spec.pop(key, None)
+    return spec
+
+
+def _go_field(name: str) -> str:
+    special = {"nodeName": "NodeName", "serviceAccountName": "ServiceAccountName"}
+    return special.get(name, name[:1].upper() + name[1:])
+
+
+def _pod_spec_diff(old: Obj, new: Obj) -> str:
+    """A short Go-style diff of the fields that changed (the first sentence is what matters)."""
+    lines = ["  core.PodSpec{"]
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            lines.append(f"- \t{_go_field(key)}: {go_quote(old.get(key, ''))},")
+            lines.append(f"+ \t{_go_field(key)}: {go_quote(new.get(key, ''))},")
+    lines.append("  }")
+    return "\n".join(lines) + "\n"
+
+
+def _validate_pod_update(new: Obj, old: Obj) -> list[Cause]:
+    old_spec = old.get("spec") or {}
+    new_spec = new.get("spec") or {}
+    out: list[Cause] = []
+    if _mutable_masked(old_spec) != _mutable_masked(new_spec):
+        out.append(("FieldValueForbidden",
+                    f"{_POD_UPDATE_FORBIDDEN}\n{_pod_spec_diff(old_spec, new_spec)}", "spec"))
+        return out
+    old_tol = old_spec.get("tolerations") or []
+    new_tol = new_spec.get("tolerations") or []
+    if any(t not in new_tol for t in old_tol):
+        out.append(("FieldValueForbidden", "Forbidden: existing toleration can not be modified "
+                    "except its tolerationSeconds", "spec.tolerations"))
+    return out
+
+
+def validate(res: Resource, obj: Obj, old: Obj | None) -> None:
+    """Raise 422 Invalid with every cause, like the resource's strategy would."""
+    meta = obj.get("metadata") or {}
+    name = meta.get("name") or ""
+    causes: list[Cause] = []
+    key = (res.group, res.plural)
+    if old is None:
+        if not name:
+            causes.append(_required("metadata.name", "name or generateName is required"))
+        else:
+            causes.extend(name_errors(name, "metadata.name", label=key in _LABEL_NAMED))
+    if key == ("", "pods"):
+        spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+        causes.extend(validate_pod_spec(spec or {}, "spec",
+                                        restart_policies=("Always", "OnFailure", "Never")))
+        if old is not None and not causes:
+            causes.extend(_validate_pod_update(obj, old))
+    elif key == ("batch", "jobs"):
+        tspec = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+        causes.extend(validate_pod_spec(tspec, "spec.template.spec",
+                                        restart_policies=("OnFailure", "Never")))
+    elif key == ("events.k8s.io", "events") and old is None:
+        if not obj.get("eventTime"):
+            causes.append(_required("eventTime"))
+    elif key == ("coordination.k8s.io", "leases"):
+        duration = (obj.get("spec") or {}).get("leaseDurationSeconds")
+        if duration is not None and (not isinstance(duration, int) or duration <= 0):
+            causes.append(_invalid_value("spec.leaseDurationSeconds", duration,
+                                         "must be greater than 0"))
+    if causes:
+        # Events are validated as the core kind, whichever API they came through.
+        raise invalid(res.kind, name, causes, "" if res.kind == "Event" else res.group)
