@@ -1,0 +1,389 @@
+"""A small kube-scheduler: binds pending pods to nodes that can take them.
+
+It schedules pods of ``schedulerName: default-scheduler`` that have no node and are not
+being deleted, oldest first (higher ``priority`` first), one at a time against a cache
+of nodes and bound pods fed by the store's change listener. The rules are in
+:mod:`fit`; this module is the queue around them, shaped like the real scheduler's:
+
+- a pod that fits nowhere gets ``PodScheduled=False, reason=Unschedulable`` with the
+  real message and a ``FailedScheduling`` event, then waits in an "unschedulable" pool;
+- it leaves the pool only when a change could help it (the real scheduler's queueing
+  hints: a node added or made schedulable, a taint it could not tolerate removed,
+  labels now matching, more allocatable, a bound pod freeing resources), when the pod
+  itself is edited, or after five minutes, and is retried after a per-pod backoff
+  (1 s doubling to 10 s), never in a hot loop;
+- success binds through the same code as ``pods/binding`` and records ``Scheduled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import socket
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from vnode.clock import Clock, rfc3339
+from vnode.sandbox.kubeapi import fit, resources
+from vnode.sandbox.kubeapi.binding import bind, set_condition
+from vnode.sandbox.kubeapi.recorder import EventsRecorder
+from vnode.sandbox.kubeapi.status import StatusError
+
+log = logging.getLogger(__name__)
+
+PODS = resources.by_kind("", "Pod")
+NODES = resources.by_kind("", "Node")
+
+SCHEDULER_NAME = "default-scheduler"
+MANAGER = "kube-scheduler"
+INITIAL_BACKOFF = 1.0
+MAX_BACKOFF = 10.0
+# An unschedulable pod no event has woken is retried after this long anyway.
+UNSCHEDULABLE_FLUSH = 300.0
+# A full re-read of the store, in case a change notification was ever lost.
+RESYNC = 60.0
+
+Key = tuple[str, str]
+
+
+@dataclass
+class _Queued:
+    """Scheduling state of one pending pod."""
+
+    seq: int
+    attempts: int = 0
+    ready_at: float = 0.0  # end of the current backoff
+    parked: bool = False  # in the unschedulable pool, waiting for a helpful change
+    parked_at: float = 0.0
+    plugins: frozenset[str] = frozenset()
+    signature: str = ""
+
+
+@dataclass
+class _Change:
+    kind: str  # "pods" | "nodes"
+    type: str
+    new: dict[str, Any] | None
+    old: dict[str, Any] | None
+
+
+def _key(obj: dict[str, Any]) -> Key:
+    meta = obj.get("metadata") or {}
+    return (meta.get("namespace", ""), meta.get("name", ""))
+
+
+def _signature(pod: dict[str, Any]) -> str:
+    """What a user edit can change that might affect scheduling."""
+    meta = pod.get("metadata") or {}
+    return json.dumps(
+        [pod.get("spec"), meta.get("labels"), meta.get("annotations")], sort_keys=True, default=str
+    )
+
+
+def _pending(pod: dict[str, Any]) -> bool:
+    spec = pod.get("spec") or {}
+    return (
+        not spec.get("nodeName")
+        and (spec.get("schedulerName") or SCHEDULER_NAME) == SCHEDULER_NAME
+        and not (pod.get("metadata") or {}).get("deletionTimestamp")
+        and not fit.is_terminal(pod)
+    )
+
+
+def _backoff(attempts: int) -> float:
+    return float(min(MAX_BACKOFF, INITIAL_BACKOFF * 2.0 ** max(0, attempts - 1)))
+
+
+def _hint(
+    plugin: str,
+    pod: dict[str, Any],
+    old: dict[str, Any] | None,
+    new: dict[str, Any],
+    usage: fit.NodeUsage,
+) -> bool:
+    """Whether a node add (``old`` None) or update might let ``pod`` past ``plugin``."""
+    if plugin == fit.NODE_UNSCHEDULABLE:
+        return fit.check_unschedulable(pod, new) is None and (
+            old is None or fit.check_unschedulable(pod, old) is not None
+        )
+    if plugin == fit.TAINT_TOLERATION:
+        return fit.check_taints(pod, new) is None and (
+            old is None or fit.check_taints(pod, old) is not None
+        )
+    if plugin == fit.NODE_AFFINITY:
+        return fit.check_affinity(pod, new) is None and (
+            old is None or fit.check_affinity(pod, old) is not None
+        )
+    if plugin == fit.NODE_PORTS:
+        return old is None
+    if plugin == fit.NODE_RESOURCES_FIT:
+        request = fit.pod_requests(pod)
+        if fit.check_resources(request, new, usage) is not None:
+            return False
+        if old is None:
+            return True
+        before, after = fit.allocatable(old), fit.allocatable(new)
+        return any(after.get(r, 0) > before.get(r, 0) for r in [*request, "pods"])
+    return True
+
+
+class Scheduler:
+    """Schedules pending pods from the store onto its Nodes until cancelled."""
+
+    def __init__(self, store: Any, clock: Clock, *, hostname: str | None = None) -> None:
+        self._store = store
+        self._clock = clock
+        self._events = EventsRecorder(
+            store, clock, SCHEDULER_NAME, f"{SCHEDULER_NAME}-{hostname or socket.gethostname()}"
+        )
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._changes: deque[_Change] = deque()
+        self._pods: dict[Key, dict[str, Any]] = {}
+        self._nodes: dict[str, dict[str, Any]] = {}
+        self._queue: dict[str, _Queued] = {}  # by pod uid
+        self._seq = itertools.count()
+        self._usage: dict[str, fit.NodeUsage] = {}
+        self._last_resync = 0.0
+
+    # -- change notifications --------------------------------------------------------------
+
+    def _listener(
+        self,
+        event_type: str,
+        res: resources.Resource,
+        new: dict[str, Any],
+        old: dict[str, Any] | None,
+    ) -> None:
+        # Called synchronously inside store operations, maybe from another thread: only
+        # note the change and wake the loop.
+        if res.group or res.plural not in ("pods", "nodes"):
+            return
+        self._changes.append(_Change(res.plural, event_type, new, old))
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._wake.set)
+
+    def _resync(self) -> None:
+        self._changes.clear()
+        pods, _ = self._store.list(PODS)
+        nodes, _ = self._store.list(NODES)
+        self._pods = {_key(p): p for p in pods}
+        self._nodes = {n["metadata"]["name"]: n for n in nodes}
+        ordered = sorted(
+            (p for p in pods if _pending(p)),
+            key=lambda p: (
+                p["metadata"].get("creationTimestamp", ""),
+                int(p["metadata"].get("resourceVersion") or 0),
+            ),
+        )
+        for pod in ordered:
+            self._enqueue(pod)
+        self._last_resync = self._clock.monotonic()
+
+    def _enqueue(self, pod: dict[str, Any]) -> _Queued:
+        uid = pod["metadata"].get("uid", "")
+        state = self._queue.get(uid)
+        if state is None:
+            state = self._queue[uid] = _Queued(seq=next(self._seq), signature=_signature(pod))
+        return state
+
+    def _apply_changes(self) -> None:
+        freed = False
+        node_changes: list[tuple[dict[str, Any] | None, dict[str, Any]]] = []
+        while self._changes:
+            ch = self._changes.popleft()
+            obj = ch.new if ch.new is not None else ch.old
+            if obj is None:
+                continue
+            if ch.kind == "nodes":
+                name = obj["metadata"]["name"]
+                if ch.type == "DELETED":
+                    self._nodes.pop(name, None)
+                else:
+                    node_changes.append(
+                        (self._nodes.get(name) if ch.type != "ADDED" else None, obj)
+                    )
+                    self._nodes[name] = obj
+                continue
+            key = _key(obj)
+            before = self._pods.get(key) or ch.old
+            if ch.type == "DELETED":
+                self._pods.pop(key, None)
+            else:
+                self._pods[key] = obj
+                if _pending(obj):
+                    self._enqueue(obj)
+            # A bound pod that goes away or finishes gives its node's resources back.
+            if (
+                before is not None
+                and (before.get("spec") or {}).get("nodeName")
+                and not fit.is_terminal(before)
+                and (ch.type == "DELETED" or fit.is_terminal(obj))
+            ):
+                freed = True
+        if not node_changes and not freed:
+            return
+        for state, pod in self._parked():
+            if not state.plugins:
+                # Rejected by no plugin in particular (no nodes at all): any change may help.
+                state.parked = False
+                continue
+            for old, new in node_changes:
+                usage = self._usage.get(new["metadata"]["name"]) or fit.NodeUsage()
+                if any(_hint(p, pod, old, new, usage) for p in state.plugins):
+                    state.parked = False
+                    break
+            if freed and state.plugins & {fit.NODE_RESOURCES_FIT, fit.NODE_PORTS}:
+                state.parked = False
+
+    def _parked(self) -> list[tuple[_Queued, dict[str, Any]]]:
+        by_uid = {p["metadata"].get("uid"): p for p in self._pods.values()}
+        return [(s, by_uid[uid]) for uid, s in self._queue.items() if s.parked and uid in by_uid]
+
+    # -- one pass ----------------------------------------------------------------------------
+
+    def _cycle(self) -> float | None:
+        """Try every pod that is due; return when the next one will be (monotonic)."""
+        now = self._clock.monotonic()
+        pods = list(self._pods.values())
+        self._usage = fit.usage_by_node(pods)
+        pending = [p for p in pods if _pending(p)]
+        live = {p["metadata"].get("uid") for p in pending}
+        for uid in [u for u in self._queue if u not in live]:
+            del self._queue[uid]
+        pending.sort(
+            key=lambda p: (-int((p.get("spec") or {}).get("priority") or 0), self._enqueue(p).seq)
+        )
+        nodes = list(self._nodes.values())
+        next_at: float | None = None
+        for pod in pending:
+            state = self._enqueue(pod)
+            sig = _signature(pod)
+            if sig != state.signature:
+                state.signature = sig
+                state.parked = False
+            if state.parked and now - state.parked_at >= UNSCHEDULABLE_FLUSH:
+                state.parked = False
+            if state.parked:
+                due = state.parked_at + UNSCHEDULABLE_FLUSH
+            elif state.ready_at > now:
+                due = state.ready_at
+            else:
+                if self._attempt(pod, state, nodes, now):
+                    continue  # bound
+                due = state.parked_at + UNSCHEDULABLE_FLUSH if state.parked else state.ready_at
+            if due is not None:
+                next_at = due if next_at is None else min(next_at, due)
+        return next_at
+
+    def _attempt(
+        self, pod: dict[str, Any], state: _Queued, nodes: list[dict[str, Any]], now: float
+    ) -> bool:
+        """One scheduling attempt; True when the pod was bound."""
+        decision = fit.decide(pod, nodes, self._usage)
+        name = pod["metadata"]["name"]
+        namespace = pod["metadata"]["namespace"]
+        if decision.node is not None:
+            try:
+                bound = bind(self._store, self._clock, pod, decision.node)
+            except StatusError as e:
+                log.info(
+                    "binding %s/%s to %s failed: %s", namespace, name, decision.node, e.message
+                )
+                state.attempts += 1
+                state.ready_at = now + _backoff(state.attempts)
+                return False
+            self._pods[_key(bound)] = bound
+            self._usage.setdefault(decision.node, fit.NodeUsage()).add(bound)
+            self._queue.pop(pod["metadata"].get("uid", ""), None)
+            self._events.emit(
+                pod,
+                "Normal",
+                "Scheduled",
+                "Binding",
+                f"Successfully assigned {namespace}/{name} to {decision.node}",
+                manager=MANAGER,
+            )
+            return True
+        state.attempts += 1
+        state.ready_at = now + _backoff(state.attempts)
+        state.parked = True
+        state.parked_at = now
+        state.plugins = decision.plugins
+        self._mark_unschedulable(pod, decision.message)
+        self._events.emit(
+            pod, "Warning", "FailedScheduling", "Scheduling", decision.message, manager=MANAGER
+        )
+        return False
+
+    def _mark_unschedulable(self, pod: dict[str, Any], message: str) -> None:
+        for c in (pod.get("status") or {}).get("conditions") or []:
+            if (
+                c.get("type") == "PodScheduled"
+                and c.get("status") == "False"
+                and c.get("reason") == "Unschedulable"
+                and c.get("message") == message
+            ):
+                return  # unchanged: no write, so a repeat event can join its series
+        now = rfc3339(self._clock.now())
+        condition = {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": message,
+        }
+        try:
+            updated = self._store.mutate(
+                PODS,
+                pod["metadata"]["namespace"],
+                pod["metadata"]["name"],
+                lambda obj: set_condition(obj, condition, now),
+                subresource="status",
+            )
+        except StatusError:
+            return  # deleted meanwhile
+        self._pods[_key(updated)] = updated
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def _wait(self, seconds: float) -> None:
+        if self._wake.is_set():
+            return
+        waiter = asyncio.ensure_future(self._wake.wait())
+        sleeper = asyncio.ensure_future(self._clock.sleep(max(0.0, seconds)))
+        try:
+            await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            sleeper.cancel()
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._store.add_listener(self._listener)
+        self._resync()
+        while True:
+            self._wake.clear()
+            next_at: float | None = None
+            try:
+                if self._clock.monotonic() - self._last_resync >= RESYNC:
+                    self._resync()
+                self._apply_changes()
+                next_at = self._cycle()
+            except Exception:
+                log.exception("scheduling pass failed")
+            now = self._clock.monotonic()
+            timeout = self._last_resync + RESYNC - now
+            if next_at is not None:
+                timeout = min(timeout, next_at - now)
+            await self._wait(max(timeout, 0.01))
+
+
+async def run(api: Any) -> None:
+    """Run the scheduler of ``api`` (a KubeAPI) until cancelled."""
+    await Scheduler(api.store, api.clock).run()
