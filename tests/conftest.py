@@ -10,15 +10,19 @@ tasks running on that loop.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import inspect
+import json
 import os
+import ssl
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -55,6 +59,58 @@ class RunningKubeAPI:
 
         self.loop.call_soon_threadsafe(run)
         return fut.result(timeout)
+
+    def ssl_context(self, user: str = "admin") -> ssl.SSLContext:
+        pki = self.state_dir / "pki"
+        ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        ctx.load_cert_chain(str(pki / f"{user}.crt"), str(pki / f"{user}.key"))
+        return ctx
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        user: str = "admin",
+    ) -> RawResponse:
+        """One plain HTTP/1.1 request (for checking bytes, headers and error bodies)."""
+        host, port = urlsplit(self.url).hostname, urlsplit(self.url).port
+        conn = http.client.HTTPSConnection(host, port, context=self.ssl_context(user), timeout=30)
+        hdrs = {"Accept": "application/json", "User-Agent": "vnode-tests/1.0"}
+        hdrs.update(headers or {})
+        data: bytes | None
+        if body is None or isinstance(body, bytes):
+            data = body
+        else:
+            data = json.dumps(body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        try:
+            conn.request(method, path, body=data, headers=hdrs)
+            resp = conn.getresponse()
+            raw = resp.read()
+            return RawResponse(resp.status, resp.getheaders(), raw)
+        finally:
+            conn.close()
+
+
+@dataclass
+class RawResponse:
+    status: int
+    header_list: list[tuple[str, str]]
+    raw: bytes
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.header_list:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def headers(self, name: str) -> list[str]:
+        return [v for k, v in self.header_list if k.lower() == name.lower()]
+
+    def json(self) -> Any:
+        return json.loads(self.raw)
 
 
 def _start_loop() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
@@ -135,7 +191,13 @@ def k8s(kubeapi: RunningKubeAPI) -> Iterator[Any]:
         client.close()
 
 
-def wait(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    from tests.waiting import wait_for
+REFERENCE = Path("/work/shared/reference/kube-apiserver")
 
-    return wait_for(predicate, timeout)
+
+def reference(relative: str) -> dict[str, Any]:
+    """A capture from the real API server; skips when the recordings are not on this machine."""
+    path = REFERENCE / relative
+    if not path.exists():
+        pytest.skip(f"reference recording {path} is not available on this machine")
+    loaded: dict[str, Any] = json.loads(path.read_text())
+    return loaded

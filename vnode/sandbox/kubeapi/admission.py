@@ -10,6 +10,7 @@ client's models, the same OpenAPI the real server is built from.
 
 from __future__ import annotations
 
+import base64
 import copy
 import re
 from typing import TYPE_CHECKING, Any
@@ -276,6 +277,13 @@ def default(res: Resource, obj: Obj) -> None:
             labels["kubernetes.io/metadata.name"] = meta["name"]
     elif key == ("", "secrets"):
         obj.setdefault("type", "Opaque")
+        string_data = obj.pop("stringData", None)
+        if isinstance(string_data, dict):
+            # stringData is write-only: merged into data, base64-encoded.
+            data = obj.get("data") if isinstance(obj.get("data"), dict) else {}
+            for k, v in string_data.items():
+                data[k] = base64.b64encode(str(v).encode()).decode()
+            obj["data"] = data
     meta = obj.get("metadata")
     if isinstance(meta, dict):
         # Go serialises maps with sorted keys.

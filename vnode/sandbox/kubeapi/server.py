@@ -202,16 +202,12 @@ def decode_continue(token: str) -> tuple[int, str]:
 
 
 def _json_body(raw: bytes, res: Resource) -> Any:
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as e:
-        text = raw.decode("utf-8", "replace")
-        snippet = text if len(text) <= 30 else text[:30] + " ..."
-        why = "unexpected end of JSON input" if e.pos >= len(text.rstrip()) else (
-            f"invalid character {_go_quote_char(text[e.pos])} looking for beginning of value")
-        raise bad_request(
-            f"the object provided is unrecognized (must be of type {res.kind}): couldn't get "
-            f"version/kind; json parse error: {why} ({snippet})") from None
+    from vnode.sandbox.kubeapi import patches
+
+    err = patches.bad_json_body(res.kind, raw)
+    if err is not None:
+        raise err
+    return json.loads(raw)
 
 
 def _internal_group(res: Resource) -> str:
