@@ -24,8 +24,10 @@ POD = {"metadata": {"name": "web"}, "spec": {"containers": [{"name": "main", "im
 
 
 def pod(name: str, **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"metadata": {"name": name},
-                            "spec": {"containers": [{"name": "main", "image": "busybox"}]}}
+    body: dict[str, Any] = {
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "main", "image": "busybox"}]},
+    }
     body["spec"].update(spec)
     return body
 
@@ -52,9 +54,11 @@ def test_create_sets_server_owned_metadata(k8s: Any, kubeapi: RunningKubeAPI) ->
     assert entry["operation"] == "Update" and entry["fieldsType"] == "FieldsV1"
     assert entry["manager"] == k8s.user_agent.split("/")[0]
     assert "f:spec" in entry["fieldsV1"]
-    made = kubeapi.request("POST", "/api/v1/namespaces/default/configmaps",
-                           {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ua"},
-                            "data": {"a": "b"}})
+    made = kubeapi.request(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ua"}, "data": {"a": "b"}},
+    )
     assert made.json()["metadata"]["managedFields"][0]["manager"] == "vnode-tests"
 
 
@@ -67,8 +71,11 @@ def test_generate_name_adds_five_characters(k8s: Any) -> None:
 
 def test_namespace_must_exist(kubeapi: RunningKubeAPI) -> None:
     expected = reference("04-errors/404-create-in-missing-namespace.json")["response"]["body"]
-    got = kubeapi.request("POST", "/api/v1/namespaces/nosuchns/pods",
-                          {"apiVersion": "v1", "kind": "Pod", **pod("ref-err")})
+    got = kubeapi.request(
+        "POST",
+        "/api/v1/namespaces/nosuchns/pods",
+        {"apiVersion": "v1", "kind": "Pod", **pod("ref-err")},
+    )
     assert got.status == 404
     assert got.json() == expected
 
@@ -106,14 +113,16 @@ def test_stale_put_is_409_conflict(k8s: Any) -> None:
     assert e.value.status == 409
     assert status_of(e.value)["message"] == (
         'Operation cannot be fulfilled on configmaps "ref-err": the object has been modified; '
-        "please apply your changes to the latest version and try again")
+        "please apply your changes to the latest version and try again"
+    )
     assert status_of(e.value)["details"] == {"name": "ref-err", "kind": "configmaps"}
 
 
 def test_put_without_change_keeps_resource_version(k8s: Any) -> None:
     v1 = client.CoreV1Api(k8s)
-    cm = v1.create_namespaced_config_map("default", {"metadata": {"name": "same"},
-                                                     "data": {"a": "1"}})
+    cm = v1.create_namespaced_config_map(
+        "default", {"metadata": {"name": "same"}, "data": {"a": "1"}}
+    )
     again = v1.replace_namespaced_config_map("same", "default", cm)
     assert again.metadata.resource_version == cm.metadata.resource_version
 
@@ -127,17 +136,45 @@ def test_crud_on_every_stored_kind(k8s: Any, kubeapi: RunningKubeAPI) -> None:
     v1.create_namespaced_config_map(ns, {"metadata": {"name": "c"}, "data": {"k": "v"}})
     v1.create_namespaced_secret(ns, {"metadata": {"name": "s"}, "stringData": {"k": "v"}})
     v1.create_namespaced_service_account(ns, {"metadata": {"name": "sa"}})
-    v1.create_namespaced_event(ns, {"metadata": {"name": "e"}, "involvedObject": {
-        "kind": "Pod", "name": "x", "namespace": ns}, "reason": "R", "message": "m"})
-    events.create_namespaced_event(ns, {"metadata": {"name": "e2"},
-                                        "eventTime": "2026-11-23T20:13:06.001057Z",
-                                        "reportingController": "x", "reportingInstance": "y",
-                                        "action": "A", "reason": "R", "type": "Normal",
-                                        "regarding": {"kind": "Pod", "name": "x"}})
-    coord.create_namespaced_lease(ns, {"metadata": {"name": "l"}, "spec": {
-        "holderIdentity": "n", "leaseDurationSeconds": 40}})
-    batch.create_namespaced_job(ns, {"metadata": {"name": "j"}, "spec": {"template": {
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "busybox"}]}}}})
+    v1.create_namespaced_event(
+        ns,
+        {
+            "metadata": {"name": "e"},
+            "involvedObject": {"kind": "Pod", "name": "x", "namespace": ns},
+            "reason": "R",
+            "message": "m",
+        },
+    )
+    events.create_namespaced_event(
+        ns,
+        {
+            "metadata": {"name": "e2"},
+            "eventTime": "2026-11-23T20:13:06.001057Z",
+            "reportingController": "x",
+            "reportingInstance": "y",
+            "action": "A",
+            "reason": "R",
+            "type": "Normal",
+            "regarding": {"kind": "Pod", "name": "x"},
+        },
+    )
+    coord.create_namespaced_lease(
+        ns, {"metadata": {"name": "l"}, "spec": {"holderIdentity": "n", "leaseDurationSeconds": 40}}
+    )
+    batch.create_namespaced_job(
+        ns,
+        {
+            "metadata": {"name": "j"},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "m", "image": "busybox"}],
+                    }
+                }
+            },
+        },
+    )
     v1.create_node({"metadata": {"name": "n1"}})
     v1.create_namespace({"metadata": {"name": "ns1"}})
     v1.create_namespaced_pod(ns, POD)
@@ -169,12 +206,15 @@ def test_crud_on_every_stored_kind(k8s: Any, kubeapi: RunningKubeAPI) -> None:
     v1.delete_node("n1")
     v1.delete_namespace("ns1")
     v1.delete_namespaced_pod("web", ns)  # unscheduled: removed at once
-    for read in (lambda: v1.read_namespaced_config_map("c", ns),
-                 lambda: v1.read_namespaced_secret("s", ns),
-                 lambda: coord.read_namespaced_lease("l", ns),
-                 lambda: batch.read_namespaced_job("j", ns),
-                 lambda: v1.read_node("n1"), lambda: v1.read_namespace("ns1"),
-                 lambda: v1.read_namespaced_pod("web", ns)):
+    for read in (
+        lambda: v1.read_namespaced_config_map("c", ns),
+        lambda: v1.read_namespaced_secret("s", ns),
+        lambda: coord.read_namespaced_lease("l", ns),
+        lambda: batch.read_namespaced_job("j", ns),
+        lambda: v1.read_node("n1"),
+        lambda: v1.read_namespace("ns1"),
+        lambda: v1.read_namespaced_pod("web", ns),
+    ):
         with pytest.raises(ApiException) as e:
             read()
         assert e.value.status == 404
@@ -193,12 +233,16 @@ def _upstream(spec: dict[str, Any]) -> dict[str, Any]:
         sources = vol.get("projected", {}).get("sources")
         if sources:
             vol["projected"]["sources"] = [
-                s for s in sources if s.get("configMap", {}).get("name") != "openshift-service-ca.crt"]
+                s
+                for s in sources
+                if s.get("configMap", {}).get("name") != "openshift-service-ca.crt"
+            ]
     return spec
 
 
-@pytest.mark.parametrize("capture", ["01-create-minimal-pod.json",
-                                     "03-create-pod-more-defaulting.json"])
+@pytest.mark.parametrize(
+    "capture", ["01-create-minimal-pod.json", "03-create-pod-more-defaulting.json"]
+)
 def test_pod_defaulting_matches_the_reference(kubeapi: RunningKubeAPI, capture: str) -> None:
     ref = reference(f"06-create-metadata-defaulting-status-patches-delete/{capture}")
     body = ref["request"]["body"]
@@ -213,9 +257,21 @@ def test_pod_defaulting_matches_the_reference(kubeapi: RunningKubeAPI, capture: 
 
 def test_job_defaults_and_selector(k8s: Any) -> None:
     batch = client.BatchV1Api(k8s)
-    job = batch.create_namespaced_job("default", {"metadata": {"name": "j"}, "spec": {
-        "template": {"metadata": {"labels": {"app": "x"}}, "spec": {
-            "restartPolicy": "Never", "containers": [{"name": "m", "image": "busybox"}]}}}})
+    job = batch.create_namespaced_job(
+        "default",
+        {
+            "metadata": {"name": "j"},
+            "spec": {
+                "template": {
+                    "metadata": {"labels": {"app": "x"}},
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "m", "image": "busybox"}],
+                    },
+                }
+            },
+        },
+    )
     spec = job.spec
     assert (spec.completions, spec.parallelism, spec.backoff_limit) == (1, 1, 6)
     assert spec.completion_mode == "NonIndexed" and spec.suspend is False
@@ -224,8 +280,12 @@ def test_job_defaults_and_selector(k8s: Any) -> None:
     uid = job.metadata.uid
     assert spec.selector.match_labels == {"batch.kubernetes.io/controller-uid": uid}
     assert spec.template.metadata.labels == {
-        "app": "x", "batch.kubernetes.io/controller-uid": uid,
-        "batch.kubernetes.io/job-name": "j", "controller-uid": uid, "job-name": "j"}
+        "app": "x",
+        "batch.kubernetes.io/controller-uid": uid,
+        "batch.kubernetes.io/job-name": "j",
+        "controller-uid": uid,
+        "job-name": "j",
+    }
 
 
 def test_node_create_adds_not_ready_taint(kubeapi: RunningKubeAPI) -> None:
@@ -276,8 +336,7 @@ def test_list_pages_with_limit_and_continue(k8s: Any, kubeapi: RunningKubeAPI) -
     token = None
     pages = 0
     while True:
-        page = v1.list_namespaced_config_map("default", limit=2, _continue=token,
-                                             label_selector="")
+        page = v1.list_namespaced_config_map("default", limit=2, _continue=token, label_selector="")
         pages += 1
         names.extend(c.metadata.name for c in page.items)
         token = page.metadata._continue
@@ -292,9 +351,14 @@ def test_list_pages_with_limit_and_continue(k8s: Any, kubeapi: RunningKubeAPI) -
     assert got.json() == bad["response"]["body"]
 
 
-@pytest.mark.parametrize("capture", ["410-list-rv-1-exact.json",
-                                     "410-list-rv-1-with-limit-no-match.json",
-                                     "422-list-rvmatch-without-rv.json"])
+@pytest.mark.parametrize(
+    "capture",
+    [
+        "410-list-rv-1-exact.json",
+        "410-list-rv-1-with-limit-no-match.json",
+        "422-list-rvmatch-without-rv.json",
+    ],
+)
 def test_list_resource_version_rules(kubeapi: RunningKubeAPI, capture: str) -> None:
     ref = reference(f"04-errors/{capture}")
     got = kubeapi.request("GET", ref["request"]["url"])
@@ -316,18 +380,21 @@ def test_list_in_the_future_is_504_and_past_is_current(kubeapi: RunningKubeAPI) 
 
 def test_list_with_label_and_field_selectors(k8s: Any) -> None:
     v1 = client.CoreV1Api(k8s)
-    v1.create_namespaced_pod("default", {**pod("a", nodeName="n1"),
-                                         "metadata": {"name": "a", "labels": {"app": "x"}}})
-    v1.create_namespaced_pod("default", {**pod("b"), "metadata": {"name": "b",
-                                                                   "labels": {"app": "y"}}})
+    v1.create_namespaced_pod(
+        "default", {**pod("a", nodeName="n1"), "metadata": {"name": "a", "labels": {"app": "x"}}}
+    )
+    v1.create_namespaced_pod(
+        "default", {**pod("b"), "metadata": {"name": "b", "labels": {"app": "y"}}}
+    )
     by_label = v1.list_namespaced_pod("default", label_selector="app=x")
     assert [p.metadata.name for p in by_label.items] == ["a"]
     by_field = v1.list_namespaced_pod("default", field_selector="spec.nodeName=n1")
     assert [p.metadata.name for p in by_field.items] == ["a"]
     unbound = v1.list_pod_for_all_namespaces(field_selector="spec.nodeName=")
     assert [p.metadata.name for p in unbound.items] == ["b"]
-    by_name = v1.list_namespaced_pod("default", field_selector="metadata.name=b",
-                                     label_selector="app in (x,y)")
+    by_name = v1.list_namespaced_pod(
+        "default", field_selector="metadata.name=b", label_selector="app in (x,y)"
+    )
     assert [p.metadata.name for p in by_name.items] == ["b"]
     with pytest.raises(ApiException) as e:
         v1.list_namespaced_pod("default", field_selector="spec.foo=bar")
@@ -343,7 +410,8 @@ async def test_aio_client_crud(kubeapi: RunningKubeAPI) -> None:
     try:
         v1 = aclient.CoreV1Api(api)
         made = await v1.create_namespaced_config_map(
-            "default", {"metadata": {"name": "aio"}, "data": {"a": "1"}})
+            "default", {"metadata": {"name": "aio"}, "data": {"a": "1"}}
+        )
         got = await v1.read_namespaced_config_map("aio", "default")
         assert got.metadata.uid == made.metadata.uid
         got.data = {"a": "2"}

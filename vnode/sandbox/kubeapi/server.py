@@ -716,9 +716,10 @@ class KubeAPI:
                     next_periodic = now + self.bookmark_interval
                 if last_call is not None and now >= last_call:
                     last_call = None
+                # Only once the kind's resourceVersion moved past where the watch began.
                 current = self.store.latest_resource_version(res)
-                if due and current > last_rv:
-                    last_rv = current
+                if due and current > watch.start_rv:
+                    last_rv = max(last_rv, current)
                     await resp.write(encode({"type": "BOOKMARK",
                                              "object": _bookmark_object(res, current)}))
                 continue

@@ -291,6 +291,9 @@ class _Window:
 
     def append(self, ev: _Event) -> None:
         self.events.append(ev)
+        self.trim()
+
+    def trim(self) -> None:
         while len(self.events) > self.size:
             self.floor = self.events.popleft().rv
 
@@ -299,7 +302,7 @@ class _Window:
 class Store:
     def __init__(self, clock: Clock, *, window: int = 1000) -> None:
         self.clock = clock
-        self.window = window
+        self._window_size = window
         self._rv = 1
         self._objects: dict[tuple[str, str], dict[tuple[str, str], Obj]] = {}
         self._windows: dict[tuple[str, str], _Window] = {}
@@ -311,6 +314,18 @@ class Store:
                         manager="kube-apiserver")
 
     # ------------------------------------------------------------------ basics
+    @property
+    def window(self) -> int:
+        """How many events per kind a watch can resume across (older RVs get 410)."""
+        return self._window_size
+
+    @window.setter
+    def window(self, size: int) -> None:
+        self._window_size = size
+        for win in self._windows.values():
+            win.size = size
+            win.trim()
+
     @property
     def resource_version(self) -> int:
         return self._rv
@@ -328,7 +343,7 @@ class Store:
     def _window(self, key: tuple[str, str]) -> _Window:
         win = self._windows.get(key)
         if win is None:
-            win = self._windows[key] = _Window(self.window, 1)
+            win = self._windows[key] = _Window(self._window_size, 1)
         return win
 
     @staticmethod
