@@ -161,7 +161,7 @@ class Scheduler:
     ) -> None:
         # Called synchronously inside store operations, maybe from another thread: only
         # note the change and wake the loop.
-        if res.group or res.plural not in ("pods", "nodes"):
+        if res.group or res.plural not in ("pods", "nodes") or self._loop is None:
             return
         self._changes.append(_Change(res.plural, event_type, new, old))
         loop = self._loop
@@ -366,6 +366,15 @@ class Scheduler:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._store.add_listener(self._listener)
+        try:
+            await self._serve()
+        finally:
+            self._loop = None
+            remove = getattr(self._store, "remove_listener", None)
+            if remove is not None:
+                remove(self._listener)
+
+    async def _serve(self) -> None:
         self._resync()
         while True:
             self._wake.clear()
