@@ -19,6 +19,7 @@ from kubernetes import client, watch
 
 from tests.conftest import RunningKubeAPI, reference
 from tests.waiting import wait_for
+from vnode.sandbox.kubeapi import resources
 
 pytestmark = pytest.mark.kubeapi(controllers=False)
 
@@ -374,8 +375,6 @@ async def test_aio_watch(kubeapi: RunningKubeAPI) -> None:
 
 
 def test_store_watch_iterator_and_listeners(kubeapi: RunningKubeAPI) -> None:
-    from vnode.sandbox.kubeapi import resources
-
     store = kubeapi.api.store
     res = resources.by_kind("", "ConfigMap")
     heard: list[tuple[str, str]] = []
