@@ -263,19 +263,26 @@ class _Lines:
 
         threading.Thread(target=pump, name="kubectl-stdout", daemon=True).start()
 
-    def wait_for(self, predicate: Any, timeout: float = 30) -> str:
+    def next(self, predicate: Any, timeout: float) -> str | None:
+        """The next line matching ``predicate`` within ``timeout`` seconds, else None."""
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"no matching line within {timeout}s; saw {self.seen}")
+                return None
             try:
                 line = self._queue.get(timeout=remaining)
             except queue.Empty:
-                continue
+                return None
             self.seen.append(line)
             if predicate(line):
                 return line
+
+    def wait_for(self, predicate: Any, timeout: float = 30) -> str:
+        line = self.next(predicate, timeout)
+        if line is None:
+            raise AssertionError(f"no matching line within {timeout}s; saw {self.seen}")
+        return line
 
 
 # --- the commands ----------------------------------------------------------------------
@@ -594,9 +601,20 @@ def test_get_pod_watch_streams_an_update(
     first = lines.wait_for(lambda line: line.startswith("ref-web "))
     assert "ContainerCreating" in first
 
-    # The watch is open once the first row is printed; a change must stream in.
     _set_status(core, "ref-web", _running("10.88.0.11", restarts=1))
-    update = lines.wait_for(lambda line: line.startswith("ref-web ") and "Running" in line)
+    # kubectl prints its first row from a GET and only then opens the watch, whose initial
+    # ADDED it does not print, so a change made in between is folded into that ADDED.
+    # Touch the pod until a change comes through the open watch.
+    deadline = time.monotonic() + 30
+    update = None
+    tick = 0
+    while update is None:
+        assert time.monotonic() < deadline, f"no update streamed; saw {lines.seen}"
+        tick += 1
+        core.patch_namespaced_pod(
+            "ref-web", "default", {"metadata": {"labels": {"tick": str(tick)}}}
+        )
+        update = lines.next(lambda line: line.startswith("ref-web "), timeout=1.0)
     assert update.split()[1:4] == ["1/1", "Running", "1"], update
     assert proc.poll() is None, "kubectl get -w ended on its own"
     proc.terminate()
