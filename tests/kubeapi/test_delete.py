@@ -1,4 +1,4 @@
-"""Deletion as a real v1.33 server does it (reference ``06-…/30-42``, ``05-watch/01``, ``04-errors``).
+"""Deletion as a real v1.33 server does it (reference ``06-…/30-42``, ``05-watch/01``).
 
 Graceful deletion of bound pods, immediate removal of unbound ones, what watchers see,
 preconditions, finalizers, dryRun, Status answers for kinds that do not return the
