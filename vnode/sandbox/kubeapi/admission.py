@@ -71,12 +71,29 @@ def _walk_type(typ: str, value: Any, path: str, out: list[str]) -> None:
 
 def _walk_model(model: Any, value: Obj, prefix: str, out: list[str]) -> None:
     by_json = {json_name: attr for attr, json_name in model.attribute_map.items()}
-    for key, item in value.items():
+    for key, item in list(value.items()):
         attr = by_json.get(key)
         if attr is None:
             out.append(f"{prefix}{key}")
             continue
         _walk_type(model.openapi_types[attr], item, f"{prefix}{key}", out)
+
+
+def _drop_path(obj: Any, path: str) -> None:
+    """Remove one field named by an ``unknown_fields`` path (the decoder ignores them)."""
+    parts = re.findall(r"[^.\[\]]+|\[[^\]]*\]", path)
+    node = obj
+    for part in parts[:-1]:
+        if part.startswith("["):
+            inner = part[1:-1]
+            node = node[int(inner)] if isinstance(node, list) else node.get(inner)
+        else:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            return
+    last = parts[-1]
+    if isinstance(node, dict):
+        node.pop(last.strip("[]"), None)
 
 
 def known_fields(kind: str) -> dict[str, str]:
@@ -146,6 +163,8 @@ def check_decode(res: Resource, obj: Any, *, strict: bool) -> list[str]:
     if unknown and strict:
         listed = ", ".join(f'unknown field "{u}"' for u in unknown)
         raise StatusError(400, "BadRequest", f"{prefix}: strict decoding error: {listed}")
+    for path in reversed(unknown):
+        _drop_path(obj, path)
     return [f'unknown field "{u}"' for u in unknown]
 
 
