@@ -47,9 +47,17 @@ def object_reference(obj: Mapping[str, Any], *, with_version: bool = True) -> di
     return ref
 
 
+_last_nanos = 0
+
+
 def _event_name(clock: Clock, obj_name: str) -> str:
+    # Real clocks make nanosecond names unique; a fake or coarse clock may not move
+    # between two events, so never hand out the same stamp twice.
+    global _last_nanos
     now = clock.now()
     nanos = int(now.timestamp()) * 1_000_000_000 + now.microsecond * 1000
+    nanos = max(nanos, _last_nanos + 1)
+    _last_nanos = nanos
     return f"{obj_name}.{nanos:x}"
 
 

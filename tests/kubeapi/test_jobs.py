@@ -1,0 +1,291 @@
+"""The Job controller against a real Store with a FakeClock: pods from the template,
+counting through the tracking finalizer, 1.33's success and failure conditions, events,
+and the garbage collection of a deleted Job's pods."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from vnode.clock import FakeClock
+from vnode.sandbox.kubeapi import resources
+from vnode.sandbox.kubeapi.jobs import TRACKING_FINALIZER, JobController
+from vnode.sandbox.kubeapi.store import Store
+
+JOBS = resources.by_kind("batch", "Job")
+PODS = resources.by_kind("", "Pod")
+EVENTS = resources.by_kind("", "Event")
+
+
+async def eventually(check: Callable[[], Any], within: float = 5.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        value = check()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(0.005)
+
+
+async def advance(clock: FakeClock, seconds: float, step: float = 1.0) -> None:
+    while seconds > 0:
+        await clock.advance(min(step, seconds))
+        seconds -= step
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[SimpleNamespace]:
+    clock = FakeClock()
+    store = Store(clock)
+    task = asyncio.create_task(JobController(store, clock).run())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    yield SimpleNamespace(store=store, clock=clock)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def make_job(store: Store, name: str, **spec: Any) -> dict[str, Any]:
+    return store.create(
+        JOBS,
+        "default",
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {"name": "main", "image": "busybox:1.36", "command": ["true"]}
+                        ],
+                    },
+                },
+                **spec,
+            },
+        },
+    )
+
+
+def job_pods(store: Store, job: str) -> list[dict[str, Any]]:
+    pods, _ = store.list(PODS, "default", label_selector=f"job-name={job}")
+    return pods
+
+
+def live(store: Store, job: str) -> list[dict[str, Any]]:
+    return [
+        p
+        for p in job_pods(store, job)
+        if p["status"].get("phase") not in ("Succeeded", "Failed")
+        and not p["metadata"].get("deletionTimestamp")
+    ]
+
+
+def finish(store: Store, pod: dict[str, Any], phase: str) -> None:
+    store.mutate(
+        PODS,
+        "default",
+        pod["metadata"]["name"],
+        lambda p: p["status"].__setitem__("phase", phase),
+        subresource="status",
+    )
+
+
+def status(store: Store, name: str) -> dict[str, Any]:
+    return store.get(JOBS, "default", name).get("status") or {}
+
+
+def condition_types(store: Store, name: str) -> list[str]:
+    return [c["type"] for c in status(store, name).get("conditions") or []]
+
+
+def events(store: Store, name: str) -> list[tuple[str, str, str]]:
+    items, _ = store.list(EVENTS, "default")
+    return [
+        (e["type"], e["reason"], e["message"]) for e in items if e["involvedObject"]["name"] == name
+    ]
+
+
+async def test_job_runs_pods_to_completion(env: SimpleNamespace) -> None:
+    job = make_job(env.store, "hello", completions=2, parallelism=1)
+    (pod,) = await eventually(lambda: live(env.store, "hello"))
+    meta = pod["metadata"]
+    assert meta["name"].startswith("hello-")
+    assert meta["generateName"] == "hello-"
+    assert meta["finalizers"] == [TRACKING_FINALIZER]
+    assert meta["ownerReferences"] == [
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "name": "hello",
+            "uid": job["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    uid = job["metadata"]["uid"]
+    assert meta["labels"] == {
+        "app": "hello",
+        "batch.kubernetes.io/controller-uid": uid,
+        "batch.kubernetes.io/job-name": "hello",
+        "controller-uid": uid,
+        "job-name": "hello",
+    }
+    st = await eventually(
+        lambda: status(env.store, "hello") if status(env.store, "hello").get("active") else None
+    )
+    assert st["active"] == 1
+    assert st["startTime"]
+    assert st["uncountedTerminatedPods"] == {}
+    assert st["ready"] == 0
+
+    finish(env.store, pod, "Succeeded")
+    await eventually(lambda: status(env.store, "hello").get("succeeded") == 1)
+    await eventually(
+        lambda: not env.store.get(PODS, "default", meta["name"])["metadata"].get("finalizers")
+    )
+    (second,) = await eventually(lambda: live(env.store, "hello"))
+    finish(env.store, second, "Succeeded")
+    await eventually(lambda: "Complete" in condition_types(env.store, "hello"))
+    st = status(env.store, "hello")
+    assert condition_types(env.store, "hello") == ["SuccessCriteriaMet", "Complete"]
+    complete = st["conditions"][1]
+    assert (complete["reason"], complete["message"]) == (
+        "CompletionsReached",
+        "Reached expected number of succeeded pods",
+    )
+    assert st["succeeded"] == 2
+    assert "failed" not in st and "active" not in st
+    assert st["completionTime"]
+    assert list(st) == [
+        "conditions",
+        "startTime",
+        "completionTime",
+        "succeeded",
+        "terminating",
+        "uncountedTerminatedPods",
+        "ready",
+    ]
+    evs = events(env.store, "hello")
+    assert [e[1] for e in evs].count("SuccessfulCreate") == 2
+    assert ("Normal", "Completed", "Job completed") in evs
+    assert ("Normal", "SuccessfulCreate", f"Created pod: {meta['name']}") in evs
+
+
+async def test_parallelism_caps_active_pods(env: SimpleNamespace) -> None:
+    make_job(env.store, "wide", completions=5, parallelism=3)
+    await eventually(lambda: len(live(env.store, "wide")) == 3)
+    await eventually(lambda: status(env.store, "wide").get("active") == 3)
+    for pod in live(env.store, "wide")[:2]:
+        finish(env.store, pod, "Succeeded")
+    # 5 - 2 succeeded = 3 still needed, so three run again.
+    await eventually(lambda: status(env.store, "wide").get("succeeded") == 2)
+    await eventually(lambda: len(live(env.store, "wide")) == 3)
+
+
+async def test_backoff_limit_fails_the_job(env: SimpleNamespace) -> None:
+    make_job(env.store, "flaky", backoffLimit=1)
+    (pod,) = await eventually(lambda: live(env.store, "flaky"))
+    finish(env.store, pod, "Failed")
+    await eventually(lambda: status(env.store, "flaky").get("failed") == 1)
+    await asyncio.sleep(0)
+    assert not live(env.store, "flaky")  # the replacement waits for the 10 s backoff
+    await advance(env.clock, 11)
+    (again,) = await eventually(lambda: live(env.store, "flaky"))
+    finish(env.store, again, "Failed")
+    await eventually(lambda: "Failed" in condition_types(env.store, "flaky"))
+    st = status(env.store, "flaky")
+    assert condition_types(env.store, "flaky") == ["FailureTarget", "Failed"]
+    for c in st["conditions"]:
+        assert (c["reason"], c["message"]) == (
+            "BackoffLimitExceeded",
+            "Job has reached the specified backoff limit",
+        )
+    assert st["failed"] == 2
+    assert "completionTime" not in st
+    assert (
+        "Warning",
+        "BackoffLimitExceeded",
+        "Job has reached the specified backoff limit",
+    ) in events(env.store, "flaky")
+
+
+async def test_active_deadline_stops_the_job(env: SimpleNamespace) -> None:
+    make_job(env.store, "slow", activeDeadlineSeconds=30)
+    await eventually(lambda: live(env.store, "slow"))
+    await advance(env.clock, 31)
+    await eventually(lambda: "Failed" in condition_types(env.store, "slow"))
+    reasons = {c["reason"] for c in status(env.store, "slow")["conditions"]}
+    assert reasons == {"DeadlineExceeded"}
+    assert not job_pods(env.store, "slow")  # the unbound pod was deleted at once
+    assert (
+        "Warning",
+        "DeadlineExceeded",
+        "Job was active longer than specified deadline",
+    ) in events(env.store, "slow")
+
+
+async def test_deleted_pod_counts_as_failed_and_is_replaced(env: SimpleNamespace) -> None:
+    make_job(env.store, "again")
+    (pod,) = await eventually(lambda: live(env.store, "again"))
+    env.store.delete(PODS, "default", pod["metadata"]["name"])
+    await eventually(lambda: status(env.store, "again").get("failed") == 1)
+    await eventually(lambda: not env.store.exists(PODS, "default", pod["metadata"]["name"]))
+    await advance(env.clock, 11)
+    await eventually(lambda: live(env.store, "again"))
+
+
+async def test_deleting_a_job_deletes_its_pods(env: SimpleNamespace) -> None:
+    make_job(env.store, "gone", parallelism=2, completions=4)
+    await eventually(lambda: len(live(env.store, "gone")) == 2)
+    env.store.delete(JOBS, "default", "gone")
+    await eventually(lambda: not job_pods(env.store, "gone"))
+
+
+async def test_orphan_finalizer_releases_the_pods(env: SimpleNamespace) -> None:
+    make_job(env.store, "keep")
+    (pod,) = await eventually(lambda: live(env.store, "keep"))
+    env.store.mutate(
+        JOBS, "default", "keep", lambda j: j["metadata"].__setitem__("finalizers", ["orphan"])
+    )
+    env.store.delete(JOBS, "default", "keep")
+    await eventually(lambda: not env.store.exists(JOBS, "default", "keep"))
+    left = env.store.get(PODS, "default", pod["metadata"]["name"])
+    assert "ownerReferences" not in left["metadata"]
+    assert not left["metadata"].get("finalizers")
+    assert not left["metadata"].get("deletionTimestamp")
+
+
+async def test_ttl_after_finished_removes_the_job(env: SimpleNamespace) -> None:
+    make_job(env.store, "brief", ttlSecondsAfterFinished=20)
+    (pod,) = await eventually(lambda: live(env.store, "brief"))
+    finish(env.store, pod, "Succeeded")
+    await eventually(lambda: "Complete" in condition_types(env.store, "brief"))
+    await advance(env.clock, 21)
+    await eventually(lambda: not env.store.exists(JOBS, "default", "brief"))
+    await eventually(lambda: not job_pods(env.store, "brief"))
+
+
+async def test_suspend_and_resume(env: SimpleNamespace) -> None:
+    make_job(env.store, "paused", suspend=True)
+    cond = await eventually(
+        lambda: [
+            c
+            for c in status(env.store, "paused").get("conditions") or []
+            if c["type"] == "Suspended"
+        ]
+    )
+    assert (cond[0]["status"], cond[0]["reason"]) == ("True", "JobSuspended")
+    assert not job_pods(env.store, "paused")
+    env.store.mutate(JOBS, "default", "paused", lambda j: j["spec"].__setitem__("suspend", False))
+    await eventually(lambda: live(env.store, "paused"))
+    cond = [c for c in status(env.store, "paused")["conditions"] if c["type"] == "Suspended"]
+    assert (cond[0]["status"], cond[0]["reason"]) == ("False", "JobResumed")
