@@ -194,7 +194,7 @@ async def test_follow_streams_lines_as_the_kubelet_writes_them(
         got = bytearray()
         # The lines already written arrive while the kubelet still holds the stream open.
         await asyncio.wait_for(_read_until(resp.content, CURRENT[-1].encode(), got), 30)
-        assert kubelet.open_streams == 1
+        await asyncio.to_thread(wait_for, lambda: kubelet.open_streams == 1, 30)
         assert not resp.content.at_eof()
         kubelet.release()
         rest = await asyncio.wait_for(resp.content.read(), 30)
@@ -214,15 +214,14 @@ async def test_client_going_away_closes_the_kubelet_stream(
         resp = await session.get(url)
         got = bytearray()
         await asyncio.wait_for(_read_until(resp.content, CURRENT[-1].encode(), got), 30)
-        assert kubelet.open_streams == 1
+        await asyncio.to_thread(wait_for, lambda: kubelet.open_streams == 1, 30)
         resp.close()  # hang up mid-stream
     await asyncio.to_thread(
         wait_for,
-        lambda: kubelet.abandoned_streams == 1,
+        lambda: (kubelet.abandoned_streams, kubelet.open_streams) == (1, 0),
         30,
         what="the kubelet stream to be closed after the client left",
     )
-    assert kubelet.open_streams == 0
 
 
 # -------------------------------------------------------------------- kubelet errors
