@@ -391,6 +391,96 @@ def test_apply_configmap_client_side_and_server_side(
     assert core.read_namespaced_config_map("ref-ssa-cm", "default").data == {"x": "1"}
 
 
+EVERY_KIND = """\
+apiVersion: v1
+kind: Namespace
+metadata: {name: every-kind}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: every-kind-node}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: every-kind-pod, namespace: every-kind}
+spec:
+  containers: [{name: main, image: "busybox:1.36", command: [sleep, "3600"]}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: every-kind-cm, namespace: every-kind}
+data: {a: "1"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: every-kind-secret, namespace: every-kind}
+data: {token: YWJj}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: every-kind-sa, namespace: every-kind}
+---
+apiVersion: v1
+kind: Event
+metadata: {name: every-kind-core-event, namespace: every-kind}
+involvedObject: {kind: Pod, name: every-kind-pod, namespace: every-kind}
+reason: Tested
+message: applied by kubectl
+type: Normal
+---
+apiVersion: events.k8s.io/v1
+kind: Event
+metadata: {name: every-kind-event, namespace: every-kind}
+eventTime: "2026-01-01T00:00:00.000000Z"
+reportingController: kubectl-test
+reportingInstance: kubectl-test-1
+action: Testing
+reason: Tested
+note: applied by kubectl
+type: Normal
+regarding: {kind: Pod, name: every-kind-pod, namespace: every-kind}
+---
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata: {name: every-kind-lease, namespace: every-kind}
+spec: {holderIdentity: every-kind-node, leaseDurationSeconds: 40}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: every-kind-job, namespace: every-kind}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: main, image: "busybox:1.36", command: ["true"]}]
+"""
+
+EVERY_KIND_NAMES = [
+    "namespace/every-kind",
+    "node/every-kind-node",
+    "pod/every-kind-pod",
+    "configmap/every-kind-cm",
+    "secret/every-kind-secret",
+    "serviceaccount/every-kind-sa",
+    "event/every-kind-core-event",
+    "event.events.k8s.io/every-kind-event",
+    "lease.coordination.k8s.io/every-kind-lease",
+    "job.batch/every-kind-job",
+]
+
+
+@pytest.mark.kubeapi(controllers=False)
+def test_apply_every_stored_kind_with_validation(kubectl: Kubectl) -> None:
+    """The OpenAPI documents cover every kind: no --validate=false anywhere."""
+    manifest = kubectl.manifest("every-kind.yaml", EVERY_KIND)
+    out = kubectl("apply", "-f", manifest)
+    assert out.splitlines() == [f"{name} created" for name in EVERY_KIND_NAMES]
+    out = kubectl("apply", "-f", manifest)
+    assert out.splitlines() == [f"{name} unchanged" for name in EVERY_KIND_NAMES]
+    out = kubectl("apply", "--server-side", "-f", manifest)
+    assert out.splitlines() == [f"{name} serverside-applied" for name in EVERY_KIND_NAMES]
+
+
 @pytest.mark.kubeapi(controllers=False)
 def test_get_pods_shows_server_computed_columns(kubectl: Kubectl, core: client.CoreV1Api) -> None:
     _node(core)
