@@ -429,10 +429,6 @@ def _etags(header: str) -> set[str]:
     return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
 
 
-# Paths anyone may read, the way the real server's system:public-info-viewer role allows.
-PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version", "/version/"})
-
-
 def routes(api: _Server) -> list[web.RouteDef]:
     """The discovery and health routes, to be added to the server's application."""
     h = _Discovery(api)
