@@ -289,3 +289,56 @@ async def test_suspend_and_resume(env: SimpleNamespace) -> None:
     await eventually(lambda: live(env.store, "paused"))
     cond = [c for c in status(env.store, "paused")["conditions"] if c["type"] == "Suspended"]
     assert (cond[0]["status"], cond[0]["reason"]) == ("False", "JobResumed")
+
+
+# -- end to end: the official client and kubectl against the sandbox API server ------------
+
+
+def test_e2e_job_completes_and_kubectl_waits_for_it(k8s: Any, kubeapi: Any) -> None:
+    import subprocess
+
+    from kubernetes import client
+
+    from tests.waiting import wait_for
+
+    batch = client.BatchV1Api(k8s)
+    v1 = client.CoreV1Api(k8s)
+    batch.create_namespaced_job(
+        "default",
+        {
+            "metadata": {"name": "pi"},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {"name": "main", "image": "busybox:1.36", "command": ["true"]}
+                        ],
+                    }
+                }
+            },
+        },
+    )
+    pods = wait_for(
+        lambda: v1.list_namespaced_pod("default", label_selector="job-name=pi").items,
+        what="job pod",
+    )
+    name = pods[0].metadata.name
+    v1.patch_namespaced_pod_status(name, "default", {"status": {"phase": "Succeeded"}})
+    done = subprocess.run(
+        ["kubectl", "wait", "--for=condition=complete", "job/pi", "--timeout=30s"],
+        env=kubeapi.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "job.batch/pi condition met"
+    job = batch.read_namespaced_job("pi", "default")
+    assert job.status.succeeded == 1
+    batch.delete_namespaced_job("pi", "default", propagation_policy="Background")
+    wait_for(
+        lambda: not v1.list_namespaced_pod("default", label_selector="job-name=pi").items,
+        what="job pods collected",
+    )

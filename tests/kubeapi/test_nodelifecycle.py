@@ -381,3 +381,40 @@ async def test_pods_on_a_deleted_node_are_collected(env: SimpleNamespace) -> Non
     assert env.store.exists(PODS, "default", "orphan")  # quarantine first
     await advance(env.clock, 12)
     await eventually(lambda: not env.store.exists(PODS, "default", "orphan"))
+
+
+# -- end to end: the official client against the sandbox API server -----------------------
+
+
+def test_e2e_registered_node_loses_not_ready_taint(k8s: Any) -> None:
+    from kubernetes import client
+
+    from tests.waiting import wait_for
+
+    v1 = client.CoreV1Api(k8s)
+    created = v1.create_node(
+        {
+            "metadata": {
+                "name": "vk",
+                "labels": {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"},
+            },
+            "status": {
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]
+            },
+        }
+    )
+    assert [(t.key, t.effect) for t in created.spec.taints] == [
+        ("node.kubernetes.io/not-ready", "NoSchedule")
+    ]
+    node = wait_for(
+        lambda: (n := v1.read_node("vk")).metadata.annotations and not n.spec.taints and n,
+        what="node reconciled",
+    )
+    assert node.metadata.annotations == {"node.alpha.kubernetes.io/ttl": "0"}
+    assert node.metadata.labels["beta.kubernetes.io/arch"] == "amd64"
+    events = wait_for(
+        lambda: v1.list_namespaced_event("default", field_selector="involvedObject.name=vk").items,
+        what="RegisteredNode",
+    )
+    assert events[0].reason == "RegisteredNode"
+    assert events[0].source.component == "node-controller"

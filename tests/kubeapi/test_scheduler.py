@@ -462,3 +462,133 @@ async def test_eviction_endpoint(http: tuple[Any, Store]) -> None:
         "/api/v1/namespaces/default/pods/gone/eviction", json={**body, "metadata": {"name": "gone"}}
     )
     assert missing.status == 404
+
+
+# -- end to end: the official client against the sandbox API server -----------------------
+
+
+def _node_body(name: str, cpu: str = "4") -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "status": {
+            "allocatable": {"cpu": cpu, "memory": "8Gi", "pods": "110"},
+            "capacity": {"cpu": cpu, "memory": "8Gi", "pods": "110"},
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "kubelet is posting ready status",
+                }
+            ],
+        },
+    }
+
+
+def test_e2e_pods_are_scheduled_and_explained(k8s: Any) -> None:
+    from kubernetes import client
+
+    from tests.waiting import wait_for
+
+    v1 = client.CoreV1Api(k8s)
+    v1.create_node(_node_body("worker"))
+    v1.create_namespaced_pod(
+        "default",
+        {
+            "metadata": {"name": "fits"},
+            "spec": {"containers": [{"name": "main", "image": "busybox:1.36"}]},
+        },
+    )
+    v1.create_namespaced_pod(
+        "default",
+        {
+            "metadata": {"name": "too-big"},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "busybox:1.36",
+                        "resources": {"requests": {"cpu": "100"}},
+                    }
+                ]
+            },
+        },
+    )
+    pod = wait_for(
+        lambda: (p := v1.read_namespaced_pod("fits", "default")).spec.node_name and p,
+        what="fits bound",
+    )
+    assert pod.spec.node_name == "worker"
+
+    def unschedulable() -> Any:
+        conds = v1.read_namespaced_pod("too-big", "default").status.conditions or []
+        return next((c for c in conds if c.type == "PodScheduled" and c.status == "False"), None)
+
+    cond = wait_for(unschedulable, what="too-big unschedulable")
+    assert cond.reason == "Unschedulable"
+    assert cond.message == (
+        "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: "
+        "1 No preemption victims found for incoming pod."
+    )
+    # Raw JSON: the client's events.k8s.io model rejects the null eventTime of the
+    # node controller's core/v1 events, exactly as it would against a real cluster.
+    events = client.EventsV1Api(k8s)
+
+    def scheduled_events() -> list[dict[str, Any]]:
+        raw = events.list_namespaced_event("default", _preload_content=False)
+        return [
+            e
+            for e in json.loads(raw.data)["items"]
+            if e["regarding"]["name"] == "fits" and e["reason"] == "Scheduled"
+        ]
+
+    found = wait_for(scheduled_events, what="Scheduled event")
+    assert found[0]["note"] == "Successfully assigned default/fits to worker"
+    assert found[0]["reportingController"] == "default-scheduler"
+
+
+def test_e2e_binding_and_eviction_through_the_client(k8s: Any) -> None:
+    from kubernetes import client
+
+    v1 = client.CoreV1Api(k8s)
+    v1.create_namespaced_pod(
+        "default",
+        {
+            "metadata": {"name": "manual"},
+            "spec": {
+                "schedulerName": "my-scheduler",
+                "containers": [{"name": "main", "image": "busybox:1.36"}],
+            },
+        },
+    )
+    body = {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": "manual"},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": "somewhere"},
+    }
+    resp = v1.create_namespaced_pod_binding("manual", "default", body, _preload_content=False)
+    assert resp.status == 201
+    assert json.loads(resp.data) == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "code": 201,
+    }
+    assert v1.read_namespaced_pod("manual", "default").spec.node_name == "somewhere"
+    from kubernetes.client.rest import ApiException
+
+    with pytest.raises(ApiException) as err:
+        v1.create_namespaced_pod_binding("manual", "default", body, _preload_content=False)
+    assert err.value.status == 409
+    eviction = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": "manual", "namespace": "default"},
+    }
+    resp = v1.create_namespaced_pod_eviction("manual", "default", eviction, _preload_content=False)
+    assert resp.status == 201
+    pod = v1.read_namespaced_pod("manual", "default")
+    assert pod.metadata.deletion_timestamp is not None
+    assert any(c.type == "DisruptionTarget" for c in pod.status.conditions)
