@@ -9,7 +9,7 @@ when it finds one it leaves field validation to the server; it reads the schemas
 and ``explain`` walks the schemas by ``$ref``.
 
 The schemas are generated from the official Python client's models (each model lists
-its fields, their JSON names, types and descriptions), the Go-only details the models
+its fields, their JSON names, types and descriptions); the Go-only details the models
 do not carry (definition packages, Quantity / IntOrString / MicroTime, list merge keys)
 come from small tables here. Documents are built once per process, on first use, and
 served with the real server's caching headers (``Etag`` is the SHA-512 of the body;
