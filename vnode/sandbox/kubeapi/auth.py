@@ -30,7 +30,7 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -644,13 +644,13 @@ class Auth:
                 return False, "cannot read subresource"
             if not a.namespace:
                 return False, "can only read namespaced object of this type"
-            return self._related(node, a, self._referenced_by_pods)
+            return self._related(node, a, self._referenced)
         if gr == ("", "serviceaccounts"):
             if a.verb != "create" or not a.name:
                 return False, "can only create tokens for individual service accounts"
             if a.subresource != "token":
                 return False, "can only create token subresource of serviceaccount"
-            return self._related(node, a, self._service_account_of_pods)
+            return self._related(node, a, self._service_account_used)
         if gr == ("coordination.k8s.io", "leases"):
             if a.verb not in ("get", "create", "update", "patch", "delete"):
                 return False, "can only get, create, update, patch, or delete a node lease"
@@ -679,26 +679,27 @@ class Auth:
         if gr == ("", "pods"):
             if not a.subresource:
                 if a.verb == "get":
-                    return self._related(node, a, self._pods_on)
+                    return self._related(node, a, self._pod_on)
                 if a.verb in ("list", "watch"):
                     if ("spec.nodeName", "=", node) in _field_terms(a.field_selector):
                         return True, ""
                     if a.name:
-                        return self._related(node, a, self._pods_on)
+                        return self._related(node, a, self._pod_on)
                     return False, "can only list/watch pods with spec.nodeName field selector"
                 if a.verb in ("create", "delete"):
                     return True, ""
             elif (a.subresource, a.verb) in _NODE_POD_WRITES:
                 return True, ""
-            elif a.subresource and a.verb == "get":
-                return False, "cannot get subresource"
             return False, ""
         return _node_static(a), ""
 
-    def _related(self, node: str, a: Attributes, names: Any) -> tuple[bool, str]:
+    def _related(
+        self, node: str, a: Attributes, related: Callable[[str, str, str], bool]
+    ) -> tuple[bool, str]:
+        """The graph check: is the named object reachable from ``node``?"""
         if not a.name:
             return False, "No Object name found"
-        if a.name in names(node, a.namespace):
+        if related(node, a.namespace, a.name):
             return True, ""
         return False, f"no relationship found between node '{node}' and this object"
 
@@ -708,20 +709,18 @@ class Auth:
         )
         return pods
 
-    def _pods_on(self, node: str, namespace: str) -> set[str]:
-        return {p["metadata"]["name"] for p in self._node_pods(node, namespace)}
+    def _pod_on(self, node: str, namespace: str, name: str) -> bool:
+        pod = self._find(resources.by_kind("", "Pod"), namespace, name)
+        return pod is not None and (pod.get("spec") or {}).get("nodeName") == node
 
-    def _service_account_of_pods(self, node: str, namespace: str) -> set[str]:
-        return {
-            (p.get("spec") or {}).get("serviceAccountName") or "default"
+    def _service_account_used(self, node: str, namespace: str, name: str) -> bool:
+        return any(
+            ((p.get("spec") or {}).get("serviceAccountName") or "default") == name
             for p in self._node_pods(node, namespace)
-        }
+        )
 
-    def _referenced_by_pods(self, node: str, namespace: str) -> set[str]:
-        out: set[str] = set()
-        for pod in self._node_pods(node, namespace):
-            out |= pod_references(pod)
-        return out
+    def _referenced(self, node: str, namespace: str, name: str) -> bool:
+        return any(name in pod_references(p) for p in self._node_pods(node, namespace))
 
     def _node_restriction(self, node: str, a: Attributes) -> None:
         """NodeRestriction admission, for the checks that need only names."""
