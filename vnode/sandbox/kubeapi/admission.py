@@ -163,8 +163,8 @@ def check_decode(res: Resource, obj: Any, *, strict: bool) -> list[str]:
     if unknown and strict:
         listed = ", ".join(f'unknown field "{u}"' for u in unknown)
         raise StatusError(400, "BadRequest", f"{prefix}: strict decoding error: {listed}")
-    for path in reversed(unknown):
-        _drop_path(obj, path)
+    for unknown_path in reversed(unknown):
+        _drop_path(obj, unknown_path)
     return [f'unknown field "{u}"' for u in unknown]
 
 
@@ -189,7 +189,7 @@ def _default_probe(probe: Obj | None) -> None:
         probe["httpGet"].setdefault("scheme", "HTTP")
 
 
-def _default_container(c: Obj) -> None:
+def _default_container(c: Any) -> None:
     if not isinstance(c, dict):
         return
     if "image" in c and isinstance(c["image"], str) and c["image"]:
@@ -299,7 +299,8 @@ def default(res: Resource, obj: Obj) -> None:
         string_data = obj.pop("stringData", None)
         if isinstance(string_data, dict):
             # stringData is write-only: merged into data, base64-encoded.
-            data = obj.get("data") if isinstance(obj.get("data"), dict) else {}
+            current = obj.get("data")
+            data: Obj = current if isinstance(current, dict) else {}
             for k, v in string_data.items():
                 data[k] = base64.b64encode(str(v).encode()).decode()
             obj["data"] = data
@@ -323,7 +324,7 @@ def reset_status_on_create(res: Resource, obj: Obj) -> None:
 
 
 # --------------------------------------------------------------------- admission
-def _tolerates(tolerations: list[Obj], key: str, effect: str) -> bool:
+def _tolerates(tolerations: list[Any], key: str, effect: str) -> bool:
     for t in tolerations:
         if not isinstance(t, dict):
             continue

@@ -17,7 +17,7 @@ import logging
 import random
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,7 +25,20 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from vnode.clock import Clock, SystemClock
-from vnode.sandbox.kubeapi import admission, pki, resources
+from vnode.sandbox.kubeapi import (
+    admission,
+    auth,
+    binding,
+    discovery,
+    jobs,
+    logproxy,
+    nodelifecycle,
+    openapi,
+    pki,
+    resources,
+    scheduler,
+    tables,
+)
 from vnode.sandbox.kubeapi.resources import Resource
 from vnode.sandbox.kubeapi.status import StatusError, bad_request, method_not_allowed
 from vnode.sandbox.kubeapi.store import Obj, Store, Watch
@@ -33,10 +46,25 @@ from vnode.sandbox.kubeapi.store import Obj, Store, Watch
 log = logging.getLogger(__name__)
 
 SubresourceHandler = Callable[
-    ["KubeAPI", web.Request, Resource, str, str, Any], Awaitable[web.StreamResponse]
+    ["KubeAPI", web.Request, Resource, str, str, auth.User], Awaitable[web.StreamResponse]
 ]
 # (plural, subresource) -> handler; (plural, "") for create-only kinds.
-SUBRESOURCES: dict[tuple[str, str], SubresourceHandler] = {}
+SUBRESOURCES: dict[tuple[str, str], SubresourceHandler] = {
+    ("pods", "log"): logproxy.handle_pod_log,
+    ("pods", "binding"): binding.handle_binding,
+    ("pods", "eviction"): binding.handle_eviction,
+    ("serviceaccounts", "token"): auth.handle_token_request,
+    ("tokenreviews", ""): auth.handle_token_review,
+    ("subjectaccessreviews", ""): auth.handle_subject_access_review,
+    ("selfsubjectaccessreviews", ""): auth.handle_self_subject_access_review,
+}
+
+# The in-process controllers KubeAPI.start() runs (each until cancelled).
+CONTROLLERS: dict[str, Callable[[Any], Awaitable[None]]] = {
+    "scheduler": scheduler.run,
+    "jobs": jobs.run,
+    "nodelifecycle": nodelifecycle.run,
+}
 
 # Where the authenticated user of a request is kept (handlers read it).
 USER_KEY: web.RequestKey[Any] = web.RequestKey("user", object)
@@ -77,26 +105,6 @@ def page_not_found() -> web.Response:
 def _not_found_resource() -> StatusError:
     return StatusError(404, "NotFound", "the server could not find the requested resource",
                        details={})
-
-
-@dataclass(frozen=True)
-class _FallbackUser:
-    name: str
-    groups: tuple[str, ...]
-    uid: str = ""
-    extra: dict[str, list[str]] = field(default_factory=dict)
-
-
-class _AllowAll:
-    """Stand-in authenticator used only when the auth module is missing."""
-
-    def authenticate(self, request: web.Request) -> Any:
-        return _FallbackUser("admin", ("system:masters", "system:authenticated"))
-
-    def authorize(  # noqa: PLR0917 - the auth module's signature
-        self, user: Any, verb: str, res: Resource | None, namespace: str, name: str,
-                  subresource: str, path: str) -> None:
-        return None
 
 
 # --------------------------------------------------------------- negotiation
@@ -251,13 +259,17 @@ class KubeAPI:
         self.url = ""
         self.kubeconfig_path = self.state_dir / "kubeconfig"
         self.pki: pki.ClusterPKI | None = None
-        self.auth: Any = None
+        self.auth: auth.Auth | None = None
         # Watch bookmark cadence (the real server: about once a minute).
         self.bookmark_interval = 60.0
         # Seconds before a watch's timeoutSeconds deadline when a last bookmark goes out.
         self.bookmark_before_deadline = 2.0
         # A watch without timeoutSeconds ends after this long (the server's request timeout).
         self.default_watch_timeout = 1800.0
+        # Node lifecycle timings (seconds), as the reference cluster's controller-manager.
+        self.node_monitor_grace_period = 40.0
+        self.node_startup_grace_period = 60.0
+        self.node_monitor_period = 5.0
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._streams: set[asyncio.Task[Any]] = set()
@@ -267,7 +279,7 @@ class KubeAPI:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.pki = await asyncio.to_thread(pki.create, self.state_dir / "pki")
         self.store.set_root_ca(self.pki.ca_file.read_text())
-        self.auth = self._make_auth()
+        self.auth = auth.Auth(self.pki, self.store, self.clock)
         app = self.make_app()
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                                      shutdown_timeout=1.0)
@@ -275,9 +287,9 @@ class KubeAPI:
         site = web.TCPSite(self._runner, self.host, self.port,
                            ssl_context=self.pki.server_ssl_context())
         await site.start()
-        server = site._server
-        if self.port == 0 and server is not None and getattr(server, "sockets", None):
-            self.port = server.sockets[0].getsockname()[1]
+        sockets = getattr(site._server, "sockets", None) or []
+        if self.port == 0 and sockets:
+            self.port = sockets[0].getsockname()[1]
         self.url = f"https://{self.host}:{self.port}"
         pki.write_kubeconfig(self.kubeconfig_path, self.url, self.pki)
         if self.controllers:
@@ -296,29 +308,16 @@ class KubeAPI:
             await self._runner.cleanup()
             self._runner = None
 
-    def _make_auth(self) -> Any:
-        assert self.pki is not None
-        try:
-            from vnode.sandbox.kubeapi import auth
-        except ImportError:
-            log.warning("auth module missing: every request is allowed")
-            return _AllowAll()
-        return auth.Auth(self.pki, self.store, self.clock)
-
     def _start_controllers(self) -> None:
-        import importlib
-
-        for name in ("scheduler", "jobs", "nodelifecycle"):
-            try:
-                module = importlib.import_module(f"vnode.sandbox.kubeapi.{name}")
-            except ImportError:
-                log.warning("controller module %s missing: not started", name)
-                continue
-            run = getattr(module, "run", None)
-            if run is None:
-                continue
+        for name, run in CONTROLLERS.items():
             task = asyncio.create_task(self._supervise(name, run), name=f"kubeapi-{name}")
             self._tasks.append(task)
+
+    @property
+    def _auth(self) -> auth.Auth:
+        if self.auth is None:
+            raise RuntimeError("KubeAPI.start() has not run")
+        return self.auth
 
     async def _supervise(self, name: str, run: Callable[[KubeAPI], Awaitable[None]]) -> None:
         """Keep a controller running: a crash is logged and the controller restarts."""
@@ -336,13 +335,8 @@ class KubeAPI:
     def make_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=16 * 1024 * 1024)
         app.on_response_prepare.append(self._common_headers)
-        routes: list[web.RouteDef] = []
-        _register_subresources()
-        for module_name in ("discovery", "openapi"):
-            module = _optional_module(module_name)
-            if module is not None:
-                routes.extend(module.routes(self))
-        app.add_routes(routes)
+        app.add_routes(discovery.routes(self))
+        app.add_routes(openapi.routes(self))
         app.router.add_route("*", "/api/v1/{rest:.*}", self._core)
         app.router.add_route("*", "/apis/{group}/{version}/{rest:.*}", self._grouped)
         return app
@@ -360,10 +354,10 @@ class KubeAPI:
                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                           ) -> web.StreamResponse:
         try:
-            request[USER_KEY] = self.auth.authenticate(request)
+            request[USER_KEY] = self._auth.authenticate(request)
             if request.match_info.get("rest") is None:
                 # A non-resource path (discovery, version, health, OpenAPI).
-                self.auth.authorize(request[USER_KEY], request.method.lower(), None, "", "", "",
+                self._auth.authorize(request[USER_KEY], request.method.lower(), None, "", "", "",
                                     request.path)
             return await handler(request)
         except StatusError as err:
@@ -420,7 +414,7 @@ class KubeAPI:
         user = request[USER_KEY]
         watching = target.watch_prefix or _bool_param(request, "watch")
         verb = self._verb(method, name, watching, res, request)
-        self.auth.authorize(user, verb, res, ns, name, sub, request.path)
+        self._auth.authorize(user, verb, res, ns, name, sub, request.path)
         if (res.plural, "") in SUBRESOURCES and not name:
             return await SUBRESOURCES[(res.plural, "")](self, request, res, ns, name, user)
         if sub and sub != "status":
@@ -466,8 +460,6 @@ class KubeAPI:
     def _table_or_object(self, request: web.Request, res: Resource, objects: list[Obj], *,
                          as_kind: str, list_meta: Obj | None, single: Obj | None) -> Any:
         if as_kind == "Table":
-            from vnode.sandbox.kubeapi import tables
-
             return tables.to_table(res, objects, include_object=request.query.get(
                 "includeObject", "Metadata"), now=self.clock.now(), list_meta=list_meta)
         if as_kind.startswith("PartialObjectMetadata"):
@@ -695,7 +687,6 @@ class KubeAPI:
             deadline = started + self.default_watch_timeout * (1 + random.random()) / 2
         next_periodic = started + self.bookmark_interval
         last_call = deadline - self.bookmark_before_deadline if limit else None
-        last_rv = watch.start_rv
         first_table = True
         while True:
             now = loop.time()
@@ -719,16 +710,11 @@ class KubeAPI:
                 # Only once the kind's resourceVersion moved past where the watch began.
                 current = self.store.latest_resource_version(res)
                 if due and current > watch.start_rv:
-                    last_rv = max(last_rv, current)
                     await resp.write(encode({"type": "BOOKMARK",
                                              "object": _bookmark_object(res, current)}))
                 continue
             obj = ev["object"]
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                last_rv = max(last_rv, int(obj["metadata"]["resourceVersion"]))
             if as_kind == "Table":
-                from vnode.sandbox.kubeapi import tables
-
                 table = tables.to_table(res, [obj], now=self.clock.now(),
                                         with_column_definitions=first_table)
                 if not first_table:
@@ -800,39 +786,6 @@ def _bookmark_object(res: Resource, rv: int) -> Obj:
                 "metadata": {"resourceVersion": str(rv), "creationTimestamp": None}}
     obj.update(json.loads(json.dumps(_BOOKMARK_BODIES.get(res.kind, {}))))
     return obj
-
-
-def _optional_module(name: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(f"vnode.sandbox.kubeapi.{name}")
-    except ImportError as e:
-        if e.name != f"vnode.sandbox.kubeapi.{name}":
-            raise
-        log.warning("module %s missing: its routes are not served", name)
-        return None
-
-
-def _register_subresources() -> None:
-    """Wire the handlers other modules provide for subresources and create-only kinds."""
-    wanted = {
-        "logproxy": {("pods", "log"): "handle_pod_log"},
-        "auth": {("serviceaccounts", "token"): "handle_token_request",
-                 ("tokenreviews", ""): "handle_token_review",
-                 ("subjectaccessreviews", ""): "handle_subject_access_review",
-                 ("selfsubjectaccessreviews", ""): "handle_self_subject_access_review"},
-        "binding": {("pods", "binding"): "handle_binding",
-                    ("pods", "eviction"): "handle_eviction"},
-    }
-    for module_name, handlers in wanted.items():
-        module = _optional_module(module_name)
-        if module is None:
-            continue
-        for key, attr in handlers.items():
-            handler = getattr(module, attr, None)
-            if handler is not None:
-                SUBRESOURCES.setdefault(key, handler)
 
 
 def server_address(url: str) -> str:

@@ -549,7 +549,7 @@ class Store:
         admission.default(res, obj)
         new = self._to_storage(res, obj)
         return self._write(sres, old, new, subresource=subresource, manager=manager,
-                           dry_run=dry_run)
+                           dry_run=dry_run, view_res=res)
 
     def _merge_update(self, res: Resource, old: Obj, new: Obj, subresource: str | None) -> Obj:
         """Apply the registry's rules for which parts of ``new`` an update may change."""
@@ -593,7 +593,9 @@ class Store:
         return merged
 
     def _write(self, res: Resource, old: Obj, new: Obj, *, subresource: str | None,
-               manager: str, dry_run: bool = False) -> Obj:
+               manager: str, dry_run: bool = False, view_res: Resource | None = None) -> Obj:
+        """Commit an update of ``old`` to ``new`` (storage form); answer as ``view_res``."""
+        shown = view_res or res
         merged = self._merge_update(res, old, new, subresource)
         if subresource != "binding":
             admission.validate(res, merged, old)
@@ -605,17 +607,17 @@ class Store:
             self._managed(merged, old, manager=manager, operation="Update",
                       subresource=subresource, res=res)
         if self._same(merged, old):
-            return self.view(res, old)
+            return self.view(shown, old)
         if dry_run:
-            return self.view(res, merged)
+            return self.view(shown, merged)
         meta = merged["metadata"]
         if meta.get("deletionTimestamp") and not meta.get("finalizers") and \
                 not meta.get("deletionGracePeriodSeconds"):
             # The last finalizer of an object being deleted is gone: delete it now.
             self._commit(res, "DELETED", merged, old)
-            return self.view(res, merged)
+            return self.view(shown, merged)
         self._commit(res, "MODIFIED", merged, old)
-        return self.view(res, merged)
+        return self.view(shown, merged)
 
     @staticmethod
     def _same(a: Obj, b: Obj) -> bool:
