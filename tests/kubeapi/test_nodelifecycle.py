@@ -383,6 +383,33 @@ async def test_pods_on_a_deleted_node_are_collected(env: SimpleNamespace) -> Non
     await eventually(lambda: not env.store.exists(PODS, "default", "orphan"))
 
 
+async def test_deleting_a_node_removes_its_lease(env: SimpleNamespace) -> None:
+    created = ready_node(env.store, env.clock, "leaving")
+    env.store.create(
+        LEASES,
+        "kube-node-lease",
+        {
+            "metadata": {
+                "name": "leaving",
+                "ownerReferences": [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Node",
+                        "name": "leaving",
+                        "uid": created["metadata"]["uid"],
+                    }
+                ],
+            },
+            "spec": {"holderIdentity": "leaving", "leaseDurationSeconds": 40},
+        },
+    )
+    await eventually(lambda: events(env.store, "leaving"))
+    env.store.delete(NODES, "", "leaving")
+    await eventually(lambda: not env.store.exists(LEASES, "kube-node-lease", "leaving"))
+    reasons = [e["reason"] for e in events(env.store, "leaving")]
+    assert reasons == ["RegisteredNode", "RemovingNode"]
+
+
 # -- end to end: the official client against the sandbox API server -----------------------
 
 

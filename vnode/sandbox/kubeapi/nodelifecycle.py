@@ -14,13 +14,14 @@ Reference: ``08-leases-node-lifecycle`` and fact D6/E5. For every Node this cont
   follows. Only the kubelet posting ``Ready=True`` brings the Node back.
 
 It also evicts pods from ``NoExecute`` taints they do not tolerate (after their
-``tolerationSeconds``) and force-deletes pods bound to Nodes that no longer exist (the
-pod garbage collector), so nothing lingers forever in the sandbox that would not in a
-real cluster.
+``tolerationSeconds``), force-deletes pods bound to Nodes that no longer exist (the
+pod garbage collector) and deletes a deleted Node's Lease (the garbage collector), so
+nothing lingers in the sandbox that would not in a real cluster.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from typing import Any
@@ -166,6 +167,7 @@ class NodeLifecycle:
                         f"Node {name} event: Removing Node {name} from Controller",
                         with_version=False,
                     )
+                self._collect_lease(ch.new)
                 continue
             health = self._health.get(name)
             if health is None:
@@ -175,6 +177,18 @@ class NodeLifecycle:
                 health.probe = now
             touched.add(name)
         return touched
+
+    def _collect_lease(self, node: dict[str, Any]) -> None:
+        """The garbage collector's part: a deleted Node's Lease (owned by it) goes too."""
+        name, uid = node["metadata"]["name"], node["metadata"].get("uid")
+        try:
+            lease = self._store.get(LEASES, LEASE_NAMESPACE, name)
+        except StatusError:
+            return
+        owners = (lease.get("metadata") or {}).get("ownerReferences") or []
+        if any(o.get("kind") == "Node" and o.get("uid") == uid for o in owners):
+            with contextlib.suppress(StatusError):
+                self._store.delete(LEASES, LEASE_NAMESPACE, name)
 
     # -- per-node reconciliation -------------------------------------------------------
 
