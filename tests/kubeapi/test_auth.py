@@ -704,3 +704,13 @@ def test_node_identity_lists_pods_by_node_name(
     a.authorize(
         node, "watch", nodes, "", "", "", "/api/v1/nodes", field_selector="metadata.name=vk-node"
     )
+
+
+def test_review_kinds_are_create_only(kubeapi: RunningKubeAPI) -> None:
+    for path in (
+        "/apis/authentication.k8s.io/v1/tokenreviews",
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        "/api/v1/namespaces/default/serviceaccounts/default/token",
+    ):
+        resp = kubeapi.request("GET", path)
+        assert (resp.status, resp.json()["reason"]) == (405, "MethodNotAllowed"), path

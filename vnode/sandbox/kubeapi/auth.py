@@ -44,7 +44,7 @@ from vnode.certs import peer_identity
 from vnode.clock import Clock, parse_time, rfc3339
 from vnode.sandbox.kubeapi import resources
 from vnode.sandbox.kubeapi.resources import Resource
-from vnode.sandbox.kubeapi.status import StatusError
+from vnode.sandbox.kubeapi.status import StatusError, method_not_allowed
 
 if TYPE_CHECKING:
     from vnode.sandbox.kubeapi.pki import ClusterPKI
@@ -851,6 +851,9 @@ def _managed_fields(
 
 
 async def _read_body(request: web.Request, kind: str) -> Obj:
+    """The posted object; these kinds are create-only, so any other method is 405."""
+    if request.method != "POST":
+        raise method_not_allowed()
     raw = await request.read()
     try:
         body = json.loads(raw or b"{}")

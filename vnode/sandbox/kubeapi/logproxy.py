@@ -28,7 +28,7 @@ from yarl import URL
 
 from vnode.sandbox.kubeapi import resources
 from vnode.sandbox.kubeapi.resources import Resource
-from vnode.sandbox.kubeapi.status import StatusError
+from vnode.sandbox.kubeapi.status import StatusError, method_not_allowed
 
 Obj = dict[str, Any]
 
@@ -332,6 +332,8 @@ async def handle_pod_log(  # noqa: PLR0917 - the SubresourceHandler signature
     api: Any, request: web.Request, res: Resource, namespace: str, name: str, user: Any
 ) -> web.StreamResponse:
     """GET pods/<name>/log: the API server's checks, then the kubelet's stream."""
+    if request.method != "GET":
+        raise method_not_allowed()
     opts = parse_options(request.query)
     validate_options(opts, name)
     pod = api.store.get(res, namespace, name)
