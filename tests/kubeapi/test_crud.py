@@ -425,3 +425,37 @@ async def test_aio_client_crud(kubeapi: RunningKubeAPI) -> None:
         assert e.value.status == 404
     finally:
         await api.close()
+
+
+def test_dry_run_create_stores_nothing(kubeapi: RunningKubeAPI) -> None:
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dry"}}
+    got = kubeapi.request("POST", "/api/v1/namespaces/default/configmaps?dryRun=All", body)
+    assert got.status == 201
+    assert got.json()["metadata"]["name"] == "dry"
+    assert kubeapi.request("GET", "/api/v1/namespaces/default/configmaps/dry").status == 404
+
+
+def test_events_v1_update_answers_in_its_own_view(kubeapi: RunningKubeAPI) -> None:
+    base = "/apis/events.k8s.io/v1/namespaces/default/events"
+    made = kubeapi.request(
+        "POST",
+        base,
+        {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"name": "ev"},
+            "eventTime": "2026-11-23T20:13:06.001057Z",
+            "reportingController": "x",
+            "reportingInstance": "y",
+            "action": "A",
+            "reason": "R",
+            "type": "Normal",
+            "regarding": {"kind": "Pod", "name": "p"},
+            "note": "one",
+        },
+    ).json()
+    made["note"] = "two"
+    got = kubeapi.request("PUT", f"{base}/ev", made).json()
+    assert got["apiVersion"] == "events.k8s.io/v1" and got["note"] == "two"
+    core = kubeapi.request("GET", "/api/v1/namespaces/default/events/ev").json()
+    assert core["message"] == "two"

@@ -395,3 +395,40 @@ def test_store_watch_iterator_and_listeners(kubeapi: RunningKubeAPI) -> None:
     assert kubeapi.call(first_two()) == ["ADDED", "DELETED"]
     wait_for(lambda: ("DELETED", "it1") in heard)
     assert ("ADDED", "it1") in heard
+
+
+def test_table_watch_like_kubectl_get_w(kubeapi: RunningKubeAPI, k8s: Any) -> None:
+    v1 = client.CoreV1Api(k8s)
+    v1.create_namespaced_config_map("default", cm("tw"))
+    table_accept = (
+        "application/json;as=Table;v=v1;g=meta.k8s.io,"
+        "application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+    )
+    reader = WatchReader(
+        kubeapi,
+        "/api/v1/namespaces/default/configmaps?fieldSelector="
+        "metadata.name%3Dtw&resourceVersion=0&timeoutSeconds=2&watch=true",
+        accept=table_accept,
+    )
+    v1.patch_namespaced_config_map("tw", "default", {"data": {"k": "2"}})
+    events = reader.read(5).events()
+    reader.close()
+    assert [e["type"] for e in events] == ["ADDED", "MODIFIED"]
+    first, second = (e["object"] for e in events)
+    assert first["kind"] == "Table" and first["columnDefinitions"]
+    assert second["columnDefinitions"] is None
+    assert [len(t["rows"]) for t in (first, second)] == [1, 1]
+    assert second["rows"][0]["cells"][0] == "tw"
+
+
+def test_legacy_watch_path(kubeapi: RunningKubeAPI, k8s: Any) -> None:
+    v1 = client.CoreV1Api(k8s)
+    rv = v1.list_namespaced_config_map("default").metadata.resource_version
+    reader = WatchReader(
+        kubeapi,
+        f"/api/v1/watch/namespaces/default/configmaps?resourceVersion={rv}&timeoutSeconds=1",
+    )
+    v1.create_namespaced_config_map("default", cm("legacy"))
+    events = reader.read(5).events()
+    reader.close()
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "legacy")]

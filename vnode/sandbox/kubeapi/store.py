@@ -243,8 +243,11 @@ class Watch:
         meta = obj.get("metadata", {})
         if self.namespace and meta.get("namespace") != self.namespace:
             return False
-        view = self._store.view(self.res, obj)
-        return bool(self._labels.matches(meta.get("labels")) and self._fields.matches(view))
+        if not self._labels.matches(meta.get("labels")):
+            return False
+        # Only a converted view (events.k8s.io) needs a copy to be matched against.
+        view = self._store.view(self.res, obj) if self.res.storage is not None else obj
+        return bool(self._fields.matches(view))
 
     def offer(self, ev: _Event) -> None:
         if self.closed or ev.rv <= self.start_rv:
