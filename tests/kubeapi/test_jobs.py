@@ -342,3 +342,49 @@ def test_e2e_job_completes_and_kubectl_waits_for_it(k8s: Any, kubeapi: Any) -> N
         lambda: not v1.list_namespaced_pod("default", label_selector="job-name=pi").items,
         what="job pods collected",
     )
+
+
+def test_index_ranges_round_trip() -> None:
+    from vnode.sandbox.kubeapi.jobs import format_indexes, parse_indexes
+
+    assert format_indexes({0, 1, 2, 5, 7, 8}) == "0-2,5,7-8"
+    assert parse_indexes("0-2,5,7-8") == {0, 1, 2, 5, 7, 8}
+    assert format_indexes(set()) == ""
+
+
+async def test_indexed_job_runs_each_index_once(env: SimpleNamespace) -> None:
+    make_job(env.store, "idx", completions=3, parallelism=2, completionMode="Indexed")
+    pods = await eventually(
+        lambda: live(env.store, "idx") if len(live(env.store, "idx")) == 2 else None
+    )
+    by_index = {
+        p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]: p for p in pods
+    }
+    assert set(by_index) == {"0", "1"}
+    zero = by_index["0"]
+    assert zero["metadata"]["generateName"] == "idx-0-"
+    assert zero["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"] == "0"
+    assert zero["spec"]["hostname"] == "idx-0"
+    assert {
+        "name": "JOB_COMPLETION_INDEX",
+        "valueFrom": {
+            "fieldRef": {
+                "apiVersion": "v1",
+                "fieldPath": "metadata.labels['batch.kubernetes.io/job-completion-index']",
+            }
+        },
+    } in zero["spec"]["containers"][0]["env"]
+    finish(env.store, by_index["1"], "Succeeded")
+    await eventually(lambda: status(env.store, "idx").get("completedIndexes") == "1")
+    # Index 2 is the one still missing.
+    pods = await eventually(
+        lambda: live(env.store, "idx") if len(live(env.store, "idx")) == 2 else None
+    )
+    assert {
+        p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] for p in pods
+    } == {"0", "2"}
+    for pod in pods:
+        finish(env.store, pod, "Succeeded")
+    await eventually(lambda: "Complete" in condition_types(env.store, "idx"))
+    st = status(env.store, "idx")
+    assert (st["completedIndexes"], st["succeeded"]) == ("0-2", 3)

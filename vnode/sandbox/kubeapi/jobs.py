@@ -6,7 +6,9 @@ the template (owned by the Job, ``generateName: <job>-``, the tracking finalizer
 that finalizer, and ends the Job the way 1.33 does: ``SuccessCriteriaMet`` then
 ``Complete`` once no pod is left running, or ``FailureTarget`` then ``Failed`` with
 ``BackoffLimitExceeded`` / ``DeadlineExceeded``. Failed pods are replaced after the
-real exponential backoff (10 s doubling). Events are core/v1 from ``job-controller``.
+real exponential backoff (10 s doubling). ``completionMode: Indexed`` runs each index
+once (index annotation and label, ``JOB_COMPLETION_INDEX``, hostname,
+``completedIndexes``). Events are core/v1 from ``job-controller``.
 
 It also does the garbage collection a deleted Job needs: its pods are deleted with it
 (propagation Background), or after it while it waits (``foregroundDeletion``
@@ -33,6 +35,8 @@ JOBS = resources.by_kind("batch", "Job")
 PODS = resources.by_kind("", "Pod")
 
 TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
+INDEX_KEY = "batch.kubernetes.io/job-completion-index"
+INDEX_ENV = "JOB_COMPLETION_INDEX"
 ORPHAN_FINALIZER = "orphan"
 FOREGROUND_FINALIZER = "foregroundDeletion"
 BACKOFF_BASE = 10.0
@@ -65,6 +69,46 @@ def _is_ready(pod: dict[str, Any]) -> bool:
     )
 
 
+def parse_indexes(text: str | None) -> set[int]:
+    """``completedIndexes`` ("0-2,5") as a set."""
+    out: set[int] = set()
+    for part in (text or "").split(","):
+        if not part:
+            continue
+        first, _, last = part.partition("-")
+        try:
+            out.update(range(int(first), int(last or first) + 1))
+        except ValueError:
+            continue
+    return out
+
+
+def format_indexes(indexes: set[int]) -> str:
+    """A set of indexes as ``completedIndexes`` writes it: sorted, runs as ``a-b``."""
+    runs: list[str] = []
+    ordered = sorted(indexes)
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        runs.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ",".join(runs)
+
+
+def _index(pod: dict[str, Any]) -> int | None:
+    value = ((pod.get("metadata") or {}).get("annotations") or {}).get(INDEX_KEY)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _indexed(job: dict[str, Any]) -> bool:
+    return (job.get("spec") or {}).get("completionMode") == "Indexed"
+
+
 def finished(job: dict[str, Any]) -> str | None:
     """``Complete`` or ``Failed`` when the Job has ended."""
     for type_ in ("Complete", "Failed"):
@@ -93,15 +137,31 @@ class JobController:
         pods, _ = self._store.list(PODS, job["metadata"]["namespace"])
         return [p for p in pods if _owner_uid(p) == uid]
 
-    def _new_pod(self, job: dict[str, Any]) -> dict[str, Any]:
+    def _new_pod(self, job: dict[str, Any], index: int | None = None) -> dict[str, Any]:
         meta = job["metadata"]
         template = copy.deepcopy((job.get("spec") or {}).get("template") or {})
         tmeta = template.get("metadata") or {}
+        spec = template.get("spec") or {}
         pod_meta: dict[str, Any] = {"generateName": f"{meta['name']}-"}
-        if tmeta.get("labels"):
-            pod_meta["labels"] = tmeta["labels"]
-        if tmeta.get("annotations"):
-            pod_meta["annotations"] = tmeta["annotations"]
+        labels = dict(tmeta.get("labels") or {})
+        annotations = dict(tmeta.get("annotations") or {})
+        if index is not None:
+            # Indexed mode: the index in an annotation and a label, the environment and
+            # the hostname, as the real controller stamps it.
+            pod_meta["generateName"] = f"{meta['name']}-{index}-"
+            annotations[INDEX_KEY] = str(index)
+            labels[INDEX_KEY] = str(index)
+            spec.setdefault("hostname", f"{meta['name']}-{index}")
+            ref = {"fieldRef": {"fieldPath": f"metadata.labels['{INDEX_KEY}']"}}
+            for key in ("initContainers", "containers"):
+                for c in spec.get(key) or []:
+                    env = c.setdefault("env", [])
+                    if not any(e.get("name") == INDEX_ENV for e in env):
+                        env.append({"name": INDEX_ENV, "valueFrom": ref})
+        if labels:
+            pod_meta["labels"] = dict(sorted(labels.items()))
+        if annotations:
+            pod_meta["annotations"] = dict(sorted(annotations.items()))
         pod_meta["ownerReferences"] = [
             {
                 "apiVersion": "batch/v1",
@@ -117,15 +177,15 @@ class JobController:
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": pod_meta,
-            "spec": template.get("spec") or {},
+            "spec": spec,
         }
 
-    def _create_pods(self, job: dict[str, Any], count: int) -> int:
+    def _create_pods(self, job: dict[str, Any], indexes: list[int | None]) -> int:
         created = 0
-        for _ in range(count):
+        for index in indexes:
             try:
                 pod = self._store.create(
-                    PODS, job["metadata"]["namespace"], self._new_pod(job), manager=MANAGER
+                    PODS, job["metadata"]["namespace"], self._new_pod(job, index), manager=MANAGER
                 )
             except StatusError as e:
                 self._events.emit(job, "Warning", "FailedCreate", f"Error creating: {e.message}")
@@ -185,7 +245,16 @@ class JobController:
             if TRACKING_FINALIZER not in (pod["metadata"].get("finalizers") or []):
                 continue
             phase = (pod.get("status") or {}).get("phase")
-            if phase == "Succeeded":
+            if phase == "Succeeded" and _indexed(job):
+                # Indexed: success is per index, counted once however often it succeeds.
+                done = parse_indexes(status.get("completedIndexes"))
+                index = _index(pod)
+                completions = int((job.get("spec") or {}).get("completions") or 0)
+                if index is not None and 0 <= index < completions:
+                    done.add(index)
+                status["completedIndexes"] = format_indexes(done)
+                status["succeeded"] = len(done)
+            elif phase == "Succeeded":
                 status["succeeded"] = int(status.get("succeeded") or 0) + 1
             elif phase == "Failed" or pod["metadata"].get("deletionTimestamp"):
                 status["failed"] = int(status.get("failed") or 0) + 1
@@ -321,13 +390,32 @@ class JobController:
             want = 0 if succeeded > 0 else parallelism
         else:
             want = max(0, min(parallelism, int(completions) - succeeded))
+        total = int(completions or 0)
+        done = parse_indexes(status.get("completedIndexes"))
+        if _indexed(job):
+            # Pods of finished or duplicate indexes go; missing indexes come, lowest first.
+            seen: set[int] = set()
+            extra = []
+            for pod in sorted(active, key=lambda p: p["metadata"].get("creationTimestamp", "")):
+                index = _index(pod)
+                if index is None or index in done or index in seen or index >= total:
+                    extra.append(pod)
+                else:
+                    seen.add(index)
+            self._delete_pods(job, extra)
+            active = [p for p in active if p not in extra]
         diff = want - len(active)
         if diff > 0:
             wait = self._backoff_left(job, failed, mono)
             if wait > 0:
                 self._due[key] = min(self._due.get(key, mono + wait), mono + wait)
                 return
-            self._create_pods(job, diff)
+            indexes: list[int | None] = [None] * diff
+            if _indexed(job):
+                running = {_index(p) for p in active}
+                free = [i for i in range(total) if i not in done and i not in running]
+                indexes = list(free[:diff])
+            self._create_pods(job, indexes)
         elif diff < 0:
             newest_first = sorted(
                 active, key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True
@@ -405,6 +493,8 @@ class JobController:
             if v:
                 out[k] = v
         out["terminating"] = len(terminating)
+        if status.get("completedIndexes"):
+            out["completedIndexes"] = status["completedIndexes"]
         out["uncountedTerminatedPods"] = {}
         out["ready"] = sum(1 for p in active if _is_ready(p))
         if out == (job.get("status") or {}):
