@@ -453,3 +453,58 @@ def test_least_allocated_node_wins_ties_by_name() -> None:
     assert decide(pod(), [node("b"), node("a")]).node == "a"
     busy = [pod("x", requests={"cpu": "3"}, node_name="a", phase="Running")]
     assert decide(pod(), [node("b"), node("a")], busy).node == "b"
+
+
+# -- against the recordings of the real scheduler ------------------------------------------
+
+
+def _captured(relative: str) -> dict[str, Any]:
+    from tests.conftest import reference
+
+    return reference(relative)
+
+
+def _reference_nodes(*, second: bool) -> list[dict[str, Any]]:
+    """ref-kubelet-node as captured (tainted, 4 cpu) and, for the two-node captures,
+    ref-sched-node (untainted, 1 cpu) as 03-ref-s-mixed describes it."""
+    tainted = _captured("07-scheduler/00-node-taint-patch.json")["response"]["body"]
+    nodes = [tainted]
+    if second:
+        plain = {
+            "metadata": {
+                "name": "ref-sched-node",
+                "labels": {"kubernetes.io/hostname": "ref-sched-node"},
+            },
+            "spec": {},
+            "status": {"allocatable": {"cpu": "1", "memory": "8Gi", "pods": "110"}},
+        }
+        nodes.append(plain)
+    return nodes
+
+
+@pytest.mark.parametrize(
+    ("capture", "two_nodes"),
+    [
+        ("07-scheduler/01-ref-s-taint.pod-and-events.json", False),
+        ("07-scheduler/01-ref-s-selector.pod-and-events.json", False),
+        ("07-scheduler/01-ref-s-cpu.pod-and-events.json", False),
+        ("07-scheduler/03-ref-s-mixed.pod-and-events.json", True),
+    ],
+)
+def test_messages_match_the_real_scheduler(capture: str, two_nodes: bool) -> None:
+    recorded = _captured(capture)
+    pod_obj = recorded["response"]["body"]
+    pending = dict(pod_obj, spec={k: v for k, v in pod_obj["spec"].items() if k != "nodeName"})
+    (cond,) = [c for c in pod_obj["status"]["conditions"] if c["type"] == "PodScheduled"]
+    (event,) = recorded["events"]["events_k8s_io_v1_list"]["items"]
+    d = fit.decide(pending, _reference_nodes(second=two_nodes), {})
+    assert d.node is None
+    assert d.message == cond["message"] == event["note"]
+
+
+def test_tolerating_pod_binds_like_the_real_scheduler() -> None:
+    recorded = _captured("07-scheduler/01-ref-s-ok.pod-and-events.json")["response"]["body"]
+    pending = dict(recorded, spec={k: v for k, v in recorded["spec"].items() if k != "nodeName"})
+    assert (
+        fit.decide(pending, _reference_nodes(second=False), {}).node == recorded["spec"]["nodeName"]
+    )
