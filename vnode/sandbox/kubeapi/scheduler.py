@@ -17,13 +17,10 @@ of nodes and bound pods fed by the store's change listener. The rules are in
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import json
 import logging
 import socket
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +29,7 @@ from vnode.sandbox.kubeapi import fit, resources
 from vnode.sandbox.kubeapi.binding import bind, set_condition
 from vnode.sandbox.kubeapi.recorder import EventsRecorder
 from vnode.sandbox.kubeapi.status import StatusError
+from vnode.sandbox.kubeapi.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +46,7 @@ UNSCHEDULABLE_FLUSH = 300.0
 RESYNC = 60.0
 
 Key = tuple[str, str]
+_WATCHED = frozenset({("", "pods"), ("", "nodes")})
 
 
 @dataclass
@@ -61,14 +60,6 @@ class _Queued:
     parked_at: float = 0.0
     plugins: frozenset[str] = frozenset()
     signature: str = ""
-
-
-@dataclass
-class _Change:
-    kind: str  # "pods" | "nodes"
-    type: str
-    new: dict[str, Any] | None
-    old: dict[str, Any] | None
 
 
 def _key(obj: dict[str, Any]) -> Key:
@@ -140,9 +131,7 @@ class Scheduler:
         self._events = EventsRecorder(
             store, clock, SCHEDULER_NAME, f"{SCHEDULER_NAME}-{hostname or socket.gethostname()}"
         )
-        self._wake = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._changes: deque[_Change] = deque()
+        self._wakeup = Wakeup(store, clock, lambda r: r.storage_key in _WATCHED)
         self._pods: dict[Key, dict[str, Any]] = {}
         self._nodes: dict[str, dict[str, Any]] = {}
         self._queue: dict[str, _Queued] = {}  # by pod uid
@@ -150,27 +139,10 @@ class Scheduler:
         self._usage: dict[str, fit.NodeUsage] = {}
         self._last_resync = 0.0
 
-    # -- change notifications --------------------------------------------------------------
-
-    def _listener(
-        self,
-        event_type: str,
-        res: resources.Resource,
-        new: dict[str, Any],
-        old: dict[str, Any] | None,
-    ) -> None:
-        # Called synchronously inside store operations, maybe from another thread: only
-        # note the change and wake the loop.
-        if res.group or res.plural not in ("pods", "nodes") or self._loop is None:
-            return
-        self._changes.append(_Change(res.plural, event_type, new, old))
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._wake.set)
+    # -- the cache --------------------------------------------------------------------------
 
     def _resync(self) -> None:
-        self._changes.clear()
+        self._wakeup.drain()  # the listing below supersedes them
         pods, _ = self._store.list(PODS)
         nodes, _ = self._store.list(NODES)
         self._pods = {_key(p): p for p in pods}
@@ -196,12 +168,9 @@ class Scheduler:
     def _apply_changes(self) -> None:
         freed = False
         node_changes: list[tuple[dict[str, Any] | None, dict[str, Any]]] = []
-        while self._changes:
-            ch = self._changes.popleft()
-            obj = ch.new if ch.new is not None else ch.old
-            if obj is None:
-                continue
-            if ch.kind == "nodes":
+        for ch in self._wakeup.drain():
+            obj = ch.new
+            if ch.res.storage_key == ("", "nodes"):
                 name = obj["metadata"]["name"]
                 if ch.type == "DELETED":
                     self._nodes.pop(name, None)
@@ -352,32 +321,16 @@ class Scheduler:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    async def _wait(self, seconds: float) -> None:
-        if self._wake.is_set():
-            return
-        waiter = asyncio.ensure_future(self._wake.wait())
-        sleeper = asyncio.ensure_future(self._clock.sleep(max(0.0, seconds)))
-        try:
-            await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-            sleeper.cancel()
-
     async def run(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._store.add_listener(self._listener)
+        self._wakeup.start()
         try:
             await self._serve()
         finally:
-            self._loop = None
-            remove = getattr(self._store, "remove_listener", None)
-            if remove is not None:
-                remove(self._listener)
+            self._wakeup.stop()
 
     async def _serve(self) -> None:
         self._resync()
         while True:
-            self._wake.clear()
             next_at: float | None = None
             try:
                 if self._clock.monotonic() - self._last_resync >= RESYNC:
@@ -390,7 +343,7 @@ class Scheduler:
             timeout = self._last_resync + RESYNC - now
             if next_at is not None:
                 timeout = min(timeout, next_at - now)
-            await self._wait(max(timeout, 0.01))
+            await self._wakeup.wait(max(timeout, 0.01))
 
 
 async def run(api: Any) -> None:
