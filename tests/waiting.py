@@ -38,7 +38,8 @@ def wait_for(
 
 
 async def async_wait_for(
-    predicate: Callable[[], Awaitable[T]], timeout: float = 10.0,  # noqa: ASYNC109
+    predicate: Callable[[], Awaitable[T]],
+    timeout: float = 10.0,  # noqa: ASYNC109
     interval: float = 0.05,
     what: str = "",
 ) -> T:

@@ -269,3 +269,29 @@ def test_tables_and_partial_metadata(kubeapi: RunningKubeAPI) -> None:
     ).json()
     assert meta["kind"] == "PartialObjectMetadataList"
     assert meta["items"][0]["metadata"]["name"] == "ref-err"
+
+
+def test_unexpected_errors_become_500_internal_error(
+    kubeapi: RunningKubeAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(kubeapi.api.store, "get", broken)
+    got = kubeapi.request("GET", "/api/v1/namespaces/default/configmaps/x")
+    assert got.status == 500
+    assert got.json() == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": "Internal error occurred: disk on fire",
+        "reason": "InternalError",
+        "code": 500,
+    }
+
+
+def test_namespace_status_subresource(kubeapi: RunningKubeAPI) -> None:
+    got = kubeapi.request("GET", "/api/v1/namespaces/default/status")
+    assert got.status == 200
+    assert got.json()["status"]["phase"] == "Active"

@@ -116,9 +116,19 @@ def unknown_fields(kind: str, obj: Obj) -> list[str]:
 # --------------------------------------------------------------- MicroTime format
 _MICRO_LAYOUT = "2006-01-02T15:04:05.000000Z07:00"
 _MICRO_PIECES = (
-    ("2006", r"\d{4}"), ("-", "-"), ("01", r"\d{2}"), ("-", "-"), ("02", r"\d{2}"),
-    ("T", "T"), ("15", r"\d{2}"), (":", ":"), ("04", r"\d{2}"), (":", ":"), ("05", r"\d{2}"),
-    (".000000", r"\.\d{6}"), ("Z07:00", r"Z|[+-]\d{2}:\d{2}"),
+    ("2006", r"\d{4}"),
+    ("-", "-"),
+    ("01", r"\d{2}"),
+    ("-", "-"),
+    ("02", r"\d{2}"),
+    ("T", "T"),
+    ("15", r"\d{2}"),
+    (":", ":"),
+    ("04", r"\d{2}"),
+    (":", ":"),
+    ("05", r"\d{2}"),
+    (".000000", r"\.\d{6}"),
+    ("Z07:00", r"Z|[+-]\d{2}:\d{2}"),
 )
 
 
@@ -128,9 +138,10 @@ def micro_time_error(value: str) -> str | None:
     for layout, pattern in _MICRO_PIECES:
         m = re.match(pattern, rest)
         if not m:
-            return (f'parsing time "{value}" as "{_MICRO_LAYOUT}": '
-                    f'cannot parse "{rest}" as "{layout}"')
-        rest = rest[m.end():]
+            return (
+                f'parsing time "{value}" as "{_MICRO_LAYOUT}": cannot parse "{rest}" as "{layout}"'
+            )
+        rest = rest[m.end() :]
     if rest:
         return f'parsing time "{value}" as "{_MICRO_LAYOUT}": extra text: "{rest}"'
     return None
@@ -155,8 +166,11 @@ def check_decode(res: Resource, obj: Any, *, strict: bool) -> list[str]:
             value = value.get(part) if isinstance(value, dict) else None
         if value is None:
             continue
-        err = micro_time_error(str(value)) if isinstance(value, str) else (
-            f'parsing time "{value}" as "{_MICRO_LAYOUT}": cannot parse "{value}" as "2006"')
+        err = (
+            micro_time_error(str(value))
+            if isinstance(value, str)
+            else (f'parsing time "{value}" as "{_MICRO_LAYOUT}": cannot parse "{value}" as "2006"')
+        )
         if err:
             raise StatusError(400, "BadRequest", f"{prefix}: {err}")
     unknown = unknown_fields(_model_name(res), obj)
@@ -243,8 +257,11 @@ def _default_pod_status(status: Obj) -> None:
 
 
 def qos_class(spec: Obj) -> str:
-    containers = [c for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])
-                  if isinstance(c, dict)]
+    containers = [
+        c
+        for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])
+        if isinstance(c, dict)
+    ]
     requests_seen = False
     guaranteed = True
     for c in containers:
@@ -345,10 +362,12 @@ def _admit_pod(obj: Obj, store: Store) -> None:
     sa_res = resources.by_kind("", "ServiceAccount")
     if not store.exists(sa_res, ns, sa_name):
         raise StatusError(
-            403, "Forbidden",
+            403,
+            "Forbidden",
             f'pods "{meta.get("name")}" is forbidden: error looking up service account '
             f'{ns}/{sa_name}: serviceaccount "{sa_name}" not found',
-            details={"name": meta.get("name"), "kind": "pods"})
+            details={"name": meta.get("name"), "kind": "pods"},
+        )
     spec["serviceAccountName"] = sa_name
     spec["serviceAccount"] = sa_name
     sa = store.get(sa_res, ns, sa_name)
@@ -358,21 +377,46 @@ def _admit_pod(obj: Obj, store: Store) -> None:
     volumes = spec.setdefault("volumes", [])
     already = any(
         isinstance(m, dict) and m.get("mountPath") == SA_MOUNT_PATH
-        for c in spec.get("containers") or [] for m in (c.get("volumeMounts") or [])
+        for c in spec.get("containers") or []
+        for m in (c.get("volumeMounts") or [])
     )
     if automount and not already:
         vol_name = f"kube-api-access-{generate_suffix()}"
-        volumes.append({"name": vol_name, "projected": {"sources": [
-            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-            {"configMap": {"name": "kube-root-ca.crt",
-                           "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {
-                "apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
-        ], "defaultMode": 420}})
+        volumes.append(
+            {
+                "name": vol_name,
+                "projected": {
+                    "sources": [
+                        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                        {
+                            "configMap": {
+                                "name": "kube-root-ca.crt",
+                                "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                            }
+                        },
+                        {
+                            "downwardAPI": {
+                                "items": [
+                                    {
+                                        "path": "namespace",
+                                        "fieldRef": {
+                                            "apiVersion": "v1",
+                                            "fieldPath": "metadata.namespace",
+                                        },
+                                    }
+                                ]
+                            }
+                        },
+                    ],
+                    "defaultMode": 420,
+                },
+            }
+        )
         for key in ("initContainers", "containers"):
             for c in spec.get(key) or []:
                 c.setdefault("volumeMounts", []).append(
-                    {"name": vol_name, "readOnly": True, "mountPath": SA_MOUNT_PATH})
+                    {"name": vol_name, "readOnly": True, "mountPath": SA_MOUNT_PATH}
+                )
     if not volumes:
         spec.pop("volumes", None)
     spec.setdefault("priority", 0)
@@ -380,8 +424,9 @@ def _admit_pod(obj: Obj, store: Store) -> None:
     tolerations = spec.setdefault("tolerations", [])
     for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
         if not _tolerates(tolerations, key, "NoExecute"):
-            tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
-                                "tolerationSeconds": 300})
+            tolerations.append(
+                {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+            )
 
 
 def _admit_job(obj: Obj) -> None:
@@ -393,10 +438,14 @@ def _admit_job(obj: Obj) -> None:
         template = spec.setdefault("template", {})
         tmeta = template.setdefault("metadata", {})
         labels = tmeta.setdefault("labels", {})
-        labels.update({
-            "batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": name,
-            "controller-uid": uid, "job-name": name,
-        })
+        labels.update(
+            {
+                "batch.kubernetes.io/controller-uid": uid,
+                "batch.kubernetes.io/job-name": name,
+                "controller-uid": uid,
+                "job-name": name,
+            }
+        )
         tmeta["labels"] = dict(sorted(labels.items()))
 
 
@@ -482,11 +531,17 @@ def _validate_containers(spec: Obj, path: str, key: str, out: list[Cause]) -> No
             number = port.get("containerPort") if isinstance(port, dict) else None
             ppath = f"{cpath}.ports[{j}].containerPort"
             if not isinstance(number, int) or not 1 <= number <= 65535:
-                out.append(_invalid_value(ppath, number if number is not None else 0,
-                                          "must be between 1 and 65535, inclusive"))
+                out.append(
+                    _invalid_value(
+                        ppath,
+                        number if number is not None else 0,
+                        "must be between 1 and 65535, inclusive",
+                    )
+                )
         if name and name in seen:
-            out.append(("FieldValueDuplicate", f"Duplicate value: {go_quote(name)}",
-                        f"{cpath}.name"))
+            out.append(
+                ("FieldValueDuplicate", f"Duplicate value: {go_quote(name)}", f"{cpath}.name")
+            )
         seen.add(name)
 
 
@@ -500,9 +555,13 @@ def validate_pod_spec(spec: Obj, path: str, *, restart_policies: tuple[str, ...]
         if policy in (None, ""):
             out.append(_required(f"{path}.restartPolicy", f"supported values: {supported}"))
         else:
-            out.append(("FieldValueNotSupported",
-                        f"Unsupported value: {go_quote(policy)}: supported values: {supported}",
-                        f"{path}.restartPolicy"))
+            out.append(
+                (
+                    "FieldValueNotSupported",
+                    f"Unsupported value: {go_quote(policy)}: supported values: {supported}",
+                    f"{path}.restartPolicy",
+                )
+            )
     return out
 
 
@@ -546,14 +605,24 @@ def _validate_pod_update(new: Obj, old: Obj) -> list[Cause]:
     new_spec = new.get("spec") or {}
     out: list[Cause] = []
     if _mutable_masked(old_spec) != _mutable_masked(new_spec):
-        out.append(("FieldValueForbidden",
-                    f"{_POD_UPDATE_FORBIDDEN}\n{_pod_spec_diff(old_spec, new_spec)}", "spec"))
+        out.append(
+            (
+                "FieldValueForbidden",
+                f"{_POD_UPDATE_FORBIDDEN}\n{_pod_spec_diff(old_spec, new_spec)}",
+                "spec",
+            )
+        )
         return out
     old_tol = old_spec.get("tolerations") or []
     new_tol = new_spec.get("tolerations") or []
     if any(t not in new_tol for t in old_tol):
-        out.append(("FieldValueForbidden", "Forbidden: existing toleration can not be modified "
-                    "except its tolerationSeconds", "spec.tolerations"))
+        out.append(
+            (
+                "FieldValueForbidden",
+                "Forbidden: existing toleration can not be modified except its tolerationSeconds",
+                "spec.tolerations",
+            )
+        )
     return out
 
 
@@ -570,22 +639,25 @@ def validate(res: Resource, obj: Obj, old: Obj | None) -> None:
             causes.extend(name_errors(name, "metadata.name", label=key in _LABEL_NAMED))
     if key == ("", "pods"):
         spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
-        causes.extend(validate_pod_spec(spec or {}, "spec",
-                                        restart_policies=("Always", "OnFailure", "Never")))
+        causes.extend(
+            validate_pod_spec(spec or {}, "spec", restart_policies=("Always", "OnFailure", "Never"))
+        )
         if old is not None and not causes:
             causes.extend(_validate_pod_update(obj, old))
     elif key == ("batch", "jobs"):
         tspec = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
-        causes.extend(validate_pod_spec(tspec, "spec.template.spec",
-                                        restart_policies=("OnFailure", "Never")))
+        causes.extend(
+            validate_pod_spec(tspec, "spec.template.spec", restart_policies=("OnFailure", "Never"))
+        )
     elif key == ("events.k8s.io", "events") and old is None:
         if not obj.get("eventTime"):
             causes.append(_required("eventTime"))
     elif key == ("coordination.k8s.io", "leases"):
         duration = (obj.get("spec") or {}).get("leaseDurationSeconds")
         if duration is not None and (not isinstance(duration, int) or duration <= 0):
-            causes.append(_invalid_value("spec.leaseDurationSeconds", duration,
-                                         "must be greater than 0"))
+            causes.append(
+                _invalid_value("spec.leaseDurationSeconds", duration, "must be greater than 0")
+            )
     if causes:
         # Events are validated as the core kind, whichever API they came through.
         raise invalid(res.kind, name, causes, "" if res.kind == "Event" else res.group)

@@ -85,8 +85,9 @@ def encode(doc: Any) -> bytes:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
-def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = None
-                  ) -> web.Response:
+def json_response(
+    doc: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     resp = web.Response(body=encode(doc), status=status, content_type=_JSON)
     for k, v in (headers or {}).items():
         resp.headers[k] = v
@@ -98,13 +99,19 @@ def status_response(err: StatusError) -> web.Response:
 
 
 def page_not_found() -> web.Response:
-    return web.Response(status=404, text="404 page not found\n", content_type="text/plain",
-                        charset="utf-8", headers={"X-Content-Type-Options": "nosniff"})
+    return web.Response(
+        status=404,
+        text="404 page not found\n",
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
 
 
 def _not_found_resource() -> StatusError:
-    return StatusError(404, "NotFound", "the server could not find the requested resource",
-                       details={})
+    return StatusError(
+        404, "NotFound", "the server could not find the requested resource", details={}
+    )
 
 
 # --------------------------------------------------------------- negotiation
@@ -139,13 +146,17 @@ def negotiate(accept: str) -> tuple[str, str]:
     raise StatusError(406, "NotAcceptable", _NOT_ACCEPTABLE, details={})
 
 
-def _render(doc: Any, fmt: str, status: int = 200, headers: dict[str, str] | None = None
-            ) -> web.Response:
+def _render(
+    doc: Any, fmt: str, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     if fmt == "yaml":
         import yaml
 
-        resp = web.Response(text=yaml.safe_dump(doc, sort_keys=False), status=status,
-                            content_type="application/yaml")
+        resp = web.Response(
+            text=yaml.safe_dump(doc, sort_keys=False),
+            status=status,
+            content_type="application/yaml",
+        )
         for k, v in (headers or {}).items():
             resp.headers[k] = v
         return resp
@@ -200,8 +211,9 @@ def decode_continue(token: str) -> tuple[int, str]:
     text = raw.decode("latin-1")
     stripped = text.lstrip()
     if stripped and stripped[0] not in '{["-0123456789tfn':
-        raise invalid(f"invalid character {_go_quote_char(stripped[0])} looking for beginning "
-                      f"of value")
+        raise invalid(
+            f"invalid character {_go_quote_char(stripped[0])} looking for beginning of value"
+        )
     try:
         doc = json.loads(raw)
         return int(doc["rv"]), str(doc["start"]).rstrip("\u0000")
@@ -226,13 +238,15 @@ def _check_kind(obj: Any, res: Resource) -> None:
     if not isinstance(obj, dict):
         raise bad_request(
             f"the object provided is unrecognized (must be of type {res.kind}): couldn't get "
-            f"version/kind; json parse error: json: cannot unmarshal into Go value")
+            f"version/kind; json parse error: json: cannot unmarshal into Go value"
+        )
     kind = obj.get("kind")
     if kind and kind != res.kind:
         version = str(obj.get("apiVersion") or res.api_version).rsplit("/", 1)[-1]
         raise bad_request(
             f'{kind} in version "{version}" cannot be handled as a {res.kind}: converting '
-            f"({version}.{kind}) to ({_internal_group(res)}.{res.kind}): unknown conversion")
+            f"({version}.{kind}) to ({_internal_group(res)}.{res.kind}): unknown conversion"
+        )
 
 
 @dataclass
@@ -248,8 +262,15 @@ class _Target:
 class KubeAPI:
     """The sandbox Kubernetes API server: construct, ``await start()``, ``await stop()``."""
 
-    def __init__(self, state_dir: Path, *, host: str = "127.0.0.1", port: int = 0,
-                 clock: Clock | None = None, controllers: bool = True) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Clock | None = None,
+        controllers: bool = True,
+    ) -> None:
         self.state_dir = Path(state_dir)
         self.host = host
         self.port = port
@@ -281,11 +302,13 @@ class KubeAPI:
         self.store.set_root_ca(self.pki.ca_file.read_text())
         self.auth = auth.Auth(self.pki, self.store, self.clock)
         app = self.make_app()
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
-                                     shutdown_timeout=1.0)
+        self._runner = web.AppRunner(
+            app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port,
-                           ssl_context=self.pki.server_ssl_context())
+        site = web.TCPSite(
+            self._runner, self.host, self.port, ssl_context=self.pki.server_ssl_context()
+        )
         await site.start()
         sockets = getattr(site._server, "sockets", None) or []
         if self.port == 0 and sockets:
@@ -350,15 +373,16 @@ class KubeAPI:
         h.setdefault("X-Kubernetes-Pf-Prioritylevel-Uid", _PRIORITY_LEVEL_UID)
 
     @web.middleware
-    async def _middleware(self, request: web.Request,
-                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                          ) -> web.StreamResponse:
+    async def _middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         try:
             request[USER_KEY] = self._auth.authenticate(request)
             if request.match_info.get("rest") is None:
                 # A non-resource path (discovery, version, health, OpenAPI).
-                self._auth.authorize(request[USER_KEY], request.method.lower(), None, "", "", "",
-                                    request.path)
+                self._auth.authorize(
+                    request[USER_KEY], request.method.lower(), None, "", "", "", request.path
+                )
             return await handler(request)
         except StatusError as err:
             return status_response(err)
@@ -368,8 +392,9 @@ class KubeAPI:
             raise
         except Exception as e:
             log.exception("internal error serving %s %s", request.method, request.path)
-            return status_response(StatusError(500, "InternalError",
-                                               f"Internal error occurred: {e}"))
+            return status_response(
+                StatusError(500, "InternalError", f"Internal error occurred: {e}")
+            )
 
     # ------------------------------------------------------------------ routing
     async def _core(self, request: web.Request) -> web.StreamResponse:
@@ -390,7 +415,8 @@ class KubeAPI:
         if not parts:
             return None
         namespace = ""
-        if parts[0] == "namespaces" and len(parts) >= 3:
+        namespace_sub = len(parts) == 3 and resources.lookup(group, version, parts[2]) is None
+        if parts[0] == "namespaces" and len(parts) >= 3 and not namespace_sub:
             namespace = parts[1]
             parts = parts[2:]
         res = resources.lookup(group, version, parts[0])
@@ -404,8 +430,9 @@ class KubeAPI:
             raise _not_found_resource()
         return _Target(res, namespace, name, sub, watch_prefix)
 
-    async def _dispatch(self, request: web.Request, group: str, version: str, rest: str
-                        ) -> web.StreamResponse:
+    async def _dispatch(
+        self, request: web.Request, group: str, version: str, rest: str
+    ) -> web.StreamResponse:
         target = self._target(group, version, rest)
         if target is None:
             return page_not_found()
@@ -447,36 +474,66 @@ class KubeAPI:
         raise method_not_allowed()
 
     @staticmethod
-    def _verb(method: str, name: str, watching: bool, res: Resource, request: web.Request
-              ) -> str:
+    def _verb(method: str, name: str, watching: bool, res: Resource, request: web.Request) -> str:
         if method == "GET":
             if watching:
                 return "watch"
             return "get" if name else "list"
-        return {"POST": "create", "PUT": "update", "PATCH": "patch",
-                "DELETE": "delete" if name else "deletecollection"}.get(method, method.lower())
+        return {
+            "POST": "create",
+            "PUT": "update",
+            "PATCH": "patch",
+            "DELETE": "delete" if name else "deletecollection",
+        }.get(method, method.lower())
 
     # ---------------------------------------------------------------- handlers
-    def _table_or_object(self, request: web.Request, res: Resource, objects: list[Obj], *,
-                         as_kind: str, list_meta: Obj | None, single: Obj | None) -> Any:
+    def _table_or_object(
+        self,
+        request: web.Request,
+        res: Resource,
+        objects: list[Obj],
+        *,
+        as_kind: str,
+        list_meta: Obj | None,
+        single: Obj | None,
+    ) -> Any:
         if as_kind == "Table":
-            return tables.to_table(res, objects, include_object=request.query.get(
-                "includeObject", "Metadata"), now=self.clock.now(), list_meta=list_meta)
+            return tables.to_table(
+                res,
+                objects,
+                include_object=request.query.get("includeObject", "Metadata"),
+                now=self.clock.now(),
+                list_meta=list_meta,
+            )
         if as_kind.startswith("PartialObjectMetadata"):
-            items = [{"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                      "metadata": o.get("metadata", {})} for o in objects]
+            items = [
+                {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": o.get("metadata", {}),
+                }
+                for o in objects
+            ]
             if single is not None:
                 return items[0]
-            return {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
-                    "metadata": list_meta or {}, "items": items}
+            return {
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": list_meta or {},
+                "items": items,
+            }
         return single
 
     def _get(self, request: web.Request, res: Resource, ns: str, name: str) -> web.Response:
         fmt, as_kind = negotiate(request.headers.get("Accept", ""))
         obj = self.store.get(res, ns, name)
         if as_kind:
-            return _render(self._table_or_object(
-                request, res, [obj], as_kind=as_kind, list_meta=None, single=obj), fmt)
+            return _render(
+                self._table_or_object(
+                    request, res, [obj], as_kind=as_kind, list_meta=None, single=obj
+                ),
+                fmt,
+            )
         return _render(obj, fmt)
 
     def _list(self, request: web.Request, res: Resource, ns: str) -> web.Response:
@@ -484,10 +541,15 @@ class KubeAPI:
         q = request.query
         limit = _int_param(request, "limit") or 0
         token = q.get("continue", "")
-        self._check_list_rv(q.get("resourceVersion", ""), q.get("resourceVersionMatch", ""),
-                            limit, token)
-        items, rv = self.store.list(res, ns, label_selector=q.get("labelSelector", ""),
-                                    field_selector=q.get("fieldSelector", ""))
+        self._check_list_rv(
+            q.get("resourceVersion", ""), q.get("resourceVersionMatch", ""), limit, token
+        )
+        items, rv = self.store.list(
+            res,
+            ns,
+            label_selector=q.get("labelSelector", ""),
+            field_selector=q.get("fieldSelector", ""),
+        )
         if token:
             _, start = decode_continue(token)
             items = [o for o in items if _key(o) > start]
@@ -498,22 +560,32 @@ class KubeAPI:
             meta["continue"] = encode_continue(int(rv), _key(items[-1]))
             meta["remainingItemCount"] = remaining
         if as_kind:
-            return _render(self._table_or_object(
-                request, res, items, as_kind=as_kind, list_meta=meta, single=None), fmt)
-        body = {"kind": f"{res.kind}List", "apiVersion": res.api_version, "metadata": meta,
-                "items": items}
+            return _render(
+                self._table_or_object(
+                    request, res, items, as_kind=as_kind, list_meta=meta, single=None
+                ),
+                fmt,
+            )
+        body = {
+            "kind": f"{res.kind}List",
+            "apiVersion": res.api_version,
+            "metadata": meta,
+            "items": items,
+        }
         return _render(body, fmt)
 
     def _check_list_rv(self, rv: str, match: str, limit: int, token: str) -> None:
         if match and not rv:
             raise _list_options_invalid(
                 "resourceVersionMatch",
-                "resourceVersionMatch is forbidden unless resourceVersion is provided")
+                "resourceVersionMatch is forbidden unless resourceVersion is provided",
+            )
         if match and match not in ("Exact", "NotOlderThan"):
             raise _list_options_invalid(
                 "resourceVersionMatch",
                 f'Unsupported value: "{match}": supported values: "Exact", "NotOlderThan"',
-                reason="FieldValueNotSupported")
+                reason="FieldValueNotSupported",
+            )
         if rv in ("", "0") or token:
             return
         try:
@@ -523,16 +595,25 @@ class KubeAPI:
         current = self.store.resource_version
         if wanted > current:
             raise StatusError(
-                504, "Timeout",
+                504,
+                "Timeout",
                 f"Timeout: Too large resource version: {wanted}, current: {current}",
-                details={"causes": [{"reason": "ResourceVersionTooLarge",
-                                     "message": "Too large resource version"}],
-                         "retryAfterSeconds": 1},
-                headers={"Retry-After": "1"})
+                details={
+                    "causes": [
+                        {
+                            "reason": "ResourceVersionTooLarge",
+                            "message": "Too large resource version",
+                        }
+                    ],
+                    "retryAfterSeconds": 1,
+                },
+                headers={"Retry-After": "1"},
+            )
         exact = match == "Exact" or (not match and limit > 0)
         if exact and wanted != current:
-            raise StatusError(410, "Expired",
-                              "The resourceVersion for the provided list is too old.")
+            raise StatusError(
+                410, "Expired", "The resourceVersion for the provided list is too old."
+            )
 
     async def _read_object(self, request: web.Request, res: Resource) -> tuple[Obj, list[str]]:
         raw = await request.read()
@@ -556,93 +637,141 @@ class KubeAPI:
         obj, warnings = await self._read_object(request, res)
         meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else None
         if res.namespaced and meta and meta.get("namespace") and meta["namespace"] != ns:
-            raise bad_request("the namespace of the provided object does not match the "
-                              "namespace sent on the request")
+            raise bad_request(
+                "the namespace of the provided object does not match the "
+                "namespace sent on the request"
+            )
         if res.plural == "namespaces" or not res.namespaced:
             pass
-        created = self.store.create(res, ns, obj, manager=manager_of(request),
-                                    dry_run=_dry_run(request))
+        created = self.store.create(
+            res, ns, obj, manager=manager_of(request), dry_run=_dry_run(request)
+        )
         return self._with_warnings(_render(created, fmt, 201), warnings)
 
-    async def _update(self, request: web.Request, res: Resource, ns: str, name: str,
-                      sub: str | None) -> web.Response:
+    async def _update(
+        self, request: web.Request, res: Resource, ns: str, name: str, sub: str | None
+    ) -> web.Response:
         fmt, _ = negotiate(request.headers.get("Accept", ""))
         obj, warnings = await self._read_object(request, res)
         meta = obj.setdefault("metadata", {})
         if meta.get("name") and meta["name"] != name:
-            raise bad_request(f"the name of the object ({meta['name']}) does not match the name "
-                              f"on the URL ({name})")
+            raise bad_request(
+                f"the name of the object ({meta['name']}) does not match the name "
+                f"on the URL ({name})"
+            )
         if res.namespaced and meta.get("namespace") and meta["namespace"] != ns:
-            raise bad_request("the namespace of the provided object does not match the "
-                              "namespace sent on the request")
-        updated = self.store.update(res, ns, name, obj, subresource=sub,
-                                    manager=manager_of(request), dry_run=_dry_run(request))
+            raise bad_request(
+                "the namespace of the provided object does not match the "
+                "namespace sent on the request"
+            )
+        updated = self.store.update(
+            res,
+            ns,
+            name,
+            obj,
+            subresource=sub,
+            manager=manager_of(request),
+            dry_run=_dry_run(request),
+        )
         return self._with_warnings(_render(updated, fmt), warnings)
 
-    async def _patch(self, request: web.Request, res: Resource, ns: str, name: str,
-                     sub: str | None) -> web.Response:
+    async def _patch(
+        self, request: web.Request, res: Resource, ns: str, name: str, sub: str | None
+    ) -> web.Response:
         from vnode.sandbox.kubeapi import patches
 
         fmt, _ = negotiate(request.headers.get("Accept", ""))
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if content_type not in patches.PATCH_TYPES:
-            raise StatusError(415, "UnsupportedMediaType", "415: Unsupported Media Type",
-                              details={})
+            raise StatusError(
+                415, "UnsupportedMediaType", "415: Unsupported Media Type", details={}
+            )
         body = await request.read()
         manager = manager_of(request)
-        if content_type == "application/apply-patch+yaml" and \
-                not self.store.exists(res, ns, name):
+        if content_type == "application/apply-patch+yaml" and not self.store.exists(res, ns, name):
             obj = _apply_body(body)
             obj.setdefault("metadata", {})["name"] = name
             created = self.store.create(res, ns, obj, manager=manager, dry_run=_dry_run(request))
             return _render(created, fmt, 201)
-        patched = self.store.patch(res, ns, name, content_type, body, subresource=sub,
-                                   manager=manager, dry_run=_dry_run(request))
+        patched = self.store.patch(
+            res,
+            ns,
+            name,
+            content_type,
+            body,
+            subresource=sub,
+            manager=manager,
+            dry_run=_dry_run(request),
+        )
         return _render(patched, fmt)
 
-    async def _delete(self, request: web.Request, res: Resource, ns: str, name: str
-                      ) -> web.Response:
+    async def _delete(
+        self, request: web.Request, res: Resource, ns: str, name: str
+    ) -> web.Response:
         fmt, _ = negotiate(request.headers.get("Accept", ""))
         options = await _delete_options(request)
         grace = options.get("gracePeriodSeconds")
         if grace is None:
             grace = _int_param(request, "gracePeriodSeconds")
         dry = _dry_run(request) or "All" in (options.get("dryRun") or [])
-        answer = self.store.delete(res, ns, name, grace_period_seconds=grace,
-                                   preconditions=options.get("preconditions"), dry_run=dry)
+        answer = self.store.delete(
+            res,
+            ns,
+            name,
+            grace_period_seconds=grace,
+            preconditions=options.get("preconditions"),
+            dry_run=dry,
+        )
         return _render(answer, fmt)
 
-    async def _delete_collection(self, request: web.Request, res: Resource, ns: str
-                                 ) -> web.Response:
+    async def _delete_collection(
+        self, request: web.Request, res: Resource, ns: str
+    ) -> web.Response:
         fmt, _ = negotiate(request.headers.get("Accept", ""))
         options = await _delete_options(request)
         grace = options.get("gracePeriodSeconds")
         if grace is None:
             grace = _int_param(request, "gracePeriodSeconds")
-        items, _ = self.store.list(res, ns,
-                                   label_selector=request.query.get("labelSelector", ""),
-                                    field_selector=request.query.get("fieldSelector", ""))
+        items, _ = self.store.list(
+            res,
+            ns,
+            label_selector=request.query.get("labelSelector", ""),
+            field_selector=request.query.get("fieldSelector", ""),
+        )
         deleted = []
         for obj in items:
             meta = obj["metadata"]
             with contextlib.suppress(StatusError):
-                out = self.store.delete(res, meta.get("namespace", ""), meta["name"],
-                                        grace_period_seconds=grace, dry_run=_dry_run(request))
+                out = self.store.delete(
+                    res,
+                    meta.get("namespace", ""),
+                    meta["name"],
+                    grace_period_seconds=grace,
+                    dry_run=_dry_run(request),
+                )
                 deleted.append(out if out.get("kind") != "Status" else obj)
-        return _render({"kind": f"{res.kind}List", "apiVersion": res.api_version,
-                        "metadata": {"resourceVersion": str(self.store.resource_version)},
-                        "items": deleted}, fmt)
+        return _render(
+            {
+                "kind": f"{res.kind}List",
+                "apiVersion": res.api_version,
+                "metadata": {"resourceVersion": str(self.store.resource_version)},
+                "items": deleted,
+            },
+            fmt,
+        )
 
     # -------------------------------------------------------------------- watch
-    async def _watch(self, request: web.Request, res: Resource, ns: str, name: str
-                     ) -> web.StreamResponse:
+    async def _watch(
+        self, request: web.Request, res: Resource, ns: str, name: str
+    ) -> web.StreamResponse:
         _, as_kind = negotiate(request.headers.get("Accept", ""))
         q = request.query
         if _bool_param(request, "sendInitialEvents"):
             raise _list_options_invalid(
                 "sendInitialEvents",
                 "sendInitialEvents is forbidden for watch unless the WatchList feature gate is "
-                "enabled")
+                "enabled",
+            )
         timeout = _int_param(request, "timeoutSeconds")
         field_selector = q.get("fieldSelector", "")
         if name:
@@ -652,9 +781,13 @@ class KubeAPI:
         watch: Watch | None = None
         error: StatusError | None = None
         try:
-            watch = self.store.subscribe(res, ns, resource_version=rv,
-                                         label_selector=q.get("labelSelector", ""),
-                                         field_selector=field_selector)
+            watch = self.store.subscribe(
+                res,
+                ns,
+                resource_version=rv,
+                label_selector=q.get("labelSelector", ""),
+                field_selector=field_selector,
+            )
         except StatusError as e:
             if e.code != 410:
                 raise
@@ -667,18 +800,35 @@ class KubeAPI:
                 assert error is not None
                 await resp.write(encode({"type": "ERROR", "object": error.body()}))
             else:
-                await self._stream(resp, watch, res, as_kind=as_kind, limit=timeout,
-                                   bookmarks=_bool_param(request, "allowWatchBookmarks"))
+                await self._stream(
+                    resp,
+                    watch,
+                    res,
+                    as_kind=as_kind,
+                    limit=timeout,
+                    bookmarks=_bool_param(request, "allowWatchBookmarks"),
+                )
             await resp.write_eof()
         except (ConnectionResetError, ConnectionError):
             log.debug("watch client went away")
+        except Exception:
+            # Headers are out: the stream can only end; the client re-lists and re-watches.
+            log.exception("watch on %s failed while streaming", request.path)
         finally:
             if watch is not None:
                 watch.close()
         return resp
 
-    async def _stream(self, resp: web.StreamResponse, watch: Watch, res: Resource, *,
-                      as_kind: str, limit: int | None, bookmarks: bool) -> None:
+    async def _stream(
+        self,
+        resp: web.StreamResponse,
+        watch: Watch,
+        res: Resource,
+        *,
+        as_kind: str,
+        limit: int | None,
+        bookmarks: bool,
+    ) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         if limit is not None and limit > 0:
@@ -710,13 +860,15 @@ class KubeAPI:
                 # Only once the kind's resourceVersion moved past where the watch began.
                 current = self.store.latest_resource_version(res)
                 if due and current > watch.start_rv:
-                    await resp.write(encode({"type": "BOOKMARK",
-                                             "object": _bookmark_object(res, current)}))
+                    await resp.write(
+                        encode({"type": "BOOKMARK", "object": _bookmark_object(res, current)})
+                    )
                 continue
             obj = ev["object"]
             if as_kind == "Table":
-                table = tables.to_table(res, [obj], now=self.clock.now(),
-                                        with_column_definitions=first_table)
+                table = tables.to_table(
+                    res, [obj], now=self.clock.now(), with_column_definitions=first_table
+                )
                 if not first_table:
                     table["columnDefinitions"] = None
                 first_table = False
@@ -734,15 +886,21 @@ def _dry_run(request: web.Request) -> bool:
     return "All" in request.query.getall("dryRun", [])
 
 
-def _list_options_invalid(field_name: str, detail: str, reason: str = "FieldValueForbidden"
-                          ) -> StatusError:
+def _list_options_invalid(
+    field_name: str, detail: str, reason: str = "FieldValueForbidden"
+) -> StatusError:
     prefix = "Forbidden: " if reason == "FieldValueForbidden" else ""
     message = f"{prefix}{detail}"
     return StatusError(
-        422, "Invalid",
+        422,
+        "Invalid",
         f'ListOptions.meta.k8s.io "" is invalid: {field_name}: {message}',
-        details={"group": "meta.k8s.io", "kind": "ListOptions",
-                 "causes": [{"reason": reason, "message": message, "field": field_name}]})
+        details={
+            "group": "meta.k8s.io",
+            "kind": "ListOptions",
+            "causes": [{"reason": reason, "message": message, "field": field_name}],
+        },
+    )
 
 
 async def _delete_options(request: web.Request) -> Obj:
@@ -752,9 +910,11 @@ async def _delete_options(request: web.Request) -> Obj:
     try:
         options = json.loads(raw)
     except json.JSONDecodeError:
-        raise bad_request("the body of the request was in an unknown format - accepted media "
-                          "types include: application/json, application/yaml, "
-                          "application/vnd.kubernetes.protobuf") from None
+        raise bad_request(
+            "the body of the request was in an unknown format - accepted media "
+            "types include: application/json, application/yaml, "
+            "application/vnd.kubernetes.protobuf"
+        ) from None
     return options if isinstance(options, dict) else {}
 
 
@@ -772,18 +932,27 @@ def _apply_body(body: bytes) -> Obj:
 
 _BOOKMARK_BODIES: dict[str, Obj] = {
     "Pod": {"spec": {"containers": None}, "status": {}},
-    "Node": {"spec": {}, "status": {"daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
-                                    "nodeInfo": {}}},
+    "Node": {
+        "spec": {},
+        "status": {"daemonEndpoints": {"kubeletEndpoint": {"Port": 0}}, "nodeInfo": {}},
+    },
     "Namespace": {"spec": {}, "status": {}},
-    "Job": {"spec": {"template": {"metadata": {"creationTimestamp": None},
-                                  "spec": {"containers": None}}}, "status": {}},
+    "Job": {
+        "spec": {
+            "template": {"metadata": {"creationTimestamp": None}, "spec": {"containers": None}}
+        },
+        "status": {},
+    },
     "Lease": {"spec": {}},
 }
 
 
 def _bookmark_object(res: Resource, rv: int) -> Obj:
-    obj: Obj = {"kind": res.kind, "apiVersion": res.api_version,
-                "metadata": {"resourceVersion": str(rv), "creationTimestamp": None}}
+    obj: Obj = {
+        "kind": res.kind,
+        "apiVersion": res.api_version,
+        "metadata": {"resourceVersion": str(rv), "creationTimestamp": None},
+    }
     obj.update(json.loads(json.dumps(_BOOKMARK_BODIES.get(res.kind, {}))))
     return obj
 

@@ -50,14 +50,30 @@ RETURNS_DELETED_OBJECT = frozenset({("", "pods"), ("", "serviceaccounts")})
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 _METADATA_ORDER = (
-    "name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
-    "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels",
-    "annotations", "ownerReferences", "finalizers", "managedFields",
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
 )
 # Metadata the server owns; a client's value is ignored on update.
 _SYSTEM_METADATA = (
-    "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
-    "generation", "selfLink",
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+    "selfLink",
 )
 
 
@@ -88,26 +104,59 @@ def _ordered(obj: Obj, kind: str, api_version: str) -> Obj:
 # ---------------------------------------------------------------- events.k8s.io view
 # core/v1 field -> events.k8s.io/v1 field (fact E8); objects are stored in core/v1 form.
 _EVENT_FIELDS = (
-    ("involvedObject", "regarding"), ("message", "note"), ("source", "deprecatedSource"),
-    ("firstTimestamp", "deprecatedFirstTimestamp"), ("lastTimestamp", "deprecatedLastTimestamp"),
-    ("count", "deprecatedCount"), ("reportingComponent", "reportingController"),
+    ("involvedObject", "regarding"),
+    ("message", "note"),
+    ("source", "deprecatedSource"),
+    ("firstTimestamp", "deprecatedFirstTimestamp"),
+    ("lastTimestamp", "deprecatedLastTimestamp"),
+    ("count", "deprecatedCount"),
+    ("reportingComponent", "reportingController"),
 )
 _CORE_EVENT_ORDER = (
-    "involvedObject", "reason", "message", "source", "firstTimestamp", "lastTimestamp", "count",
-    "type", "eventTime", "series", "action", "related", "reportingComponent", "reportingInstance",
+    "involvedObject",
+    "reason",
+    "message",
+    "source",
+    "firstTimestamp",
+    "lastTimestamp",
+    "count",
+    "type",
+    "eventTime",
+    "series",
+    "action",
+    "related",
+    "reportingComponent",
+    "reportingInstance",
 )
 _EVENTS_V1_ORDER = (
-    "eventTime", "series", "reportingController", "reportingInstance", "action", "reason",
-    "regarding", "related", "note", "type", "deprecatedSource", "deprecatedFirstTimestamp",
-    "deprecatedLastTimestamp", "deprecatedCount",
+    "eventTime",
+    "series",
+    "reportingController",
+    "reportingInstance",
+    "action",
+    "reason",
+    "regarding",
+    "related",
+    "note",
+    "type",
+    "deprecatedSource",
+    "deprecatedFirstTimestamp",
+    "deprecatedLastTimestamp",
+    "deprecatedCount",
 )
 
 
 def normalize_core_event(obj: Obj) -> Obj:
     """The shape the real server returns: Go zero values for the non-omitempty fields."""
-    always: Obj = {"involvedObject": {}, "source": {}, "firstTimestamp": None,
-                   "lastTimestamp": None, "eventTime": None, "reportingComponent": "",
-                   "reportingInstance": ""}
+    always: Obj = {
+        "involvedObject": {},
+        "source": {},
+        "firstTimestamp": None,
+        "lastTimestamp": None,
+        "eventTime": None,
+        "reportingComponent": "",
+        "reportingInstance": "",
+    }
     out: Obj = {"kind": "Event", "apiVersion": "v1", "metadata": obj.get("metadata", {})}
     for key in _CORE_EVENT_ORDER:
         value = obj.get(key)
@@ -140,15 +189,23 @@ def event_from_core(obj: Obj) -> Obj:
         if key in ("kind", "apiVersion", "metadata"):
             continue
         fields[rename.get(key, key)] = value
-    out: Obj = {"kind": "Event", "apiVersion": "events.k8s.io/v1",
-                "metadata": obj.get("metadata", {})}
+    out: Obj = {
+        "kind": "Event",
+        "apiVersion": "events.k8s.io/v1",
+        "metadata": obj.get("metadata", {}),
+    }
     out["eventTime"] = fields.get("eventTime")
     for key in _EVENTS_V1_ORDER[1:]:
         value = fields.get(key)
         if key in ("deprecatedSource",):
             out[key] = value or {}
         elif key in ("deprecatedFirstTimestamp", "deprecatedLastTimestamp") or value not in (
-                None, "", 0, [], {}):
+            None,
+            "",
+            0,
+            [],
+            {},
+        ):
             out[key] = value
     for key, value in fields.items():
         if key not in out and key not in ("reportingComponent",) and value not in (None, ""):
@@ -159,18 +216,36 @@ def event_from_core(obj: Obj) -> Obj:
 # ------------------------------------------------------------------ managed fields
 # List fields merged by key in server-side apply's field sets (``k:{...}`` entries).
 _LIST_KEYS: dict[str, tuple[str, ...]] = {
-    "containers": ("name",), "initContainers": ("name",), "ephemeralContainers": ("name",),
-    "volumes": ("name",), "env": ("name",), "conditions": ("type",),
-    "ports": ("containerPort", "protocol"), "volumeMounts": ("mountPath",),
-    "podIPs": ("ip",), "hostIPs": ("ip",), "ownerReferences": ("uid",),
-    "imagePullSecrets": ("name",), "addresses": ("type",),
+    "containers": ("name",),
+    "initContainers": ("name",),
+    "ephemeralContainers": ("name",),
+    "volumes": ("name",),
+    "env": ("name",),
+    "conditions": ("type",),
+    "ports": ("containerPort", "protocol"),
+    "volumeMounts": ("mountPath",),
+    "podIPs": ("ip",),
+    "hostIPs": ("ip",),
+    "ownerReferences": ("uid",),
+    "imagePullSecrets": ("name",),
+    "addresses": ("type",),
 }
 _SET_LISTS = frozenset({"finalizers"})
-_UNMANAGED_METADATA = frozenset({
-    "name", "generateName", "namespace", "uid", "resourceVersion", "generation",
-    "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields",
-    "selfLink",
-})
+_UNMANAGED_METADATA = frozenset(
+    {
+        "name",
+        "generateName",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "managedFields",
+        "selfLink",
+    }
+)
 
 
 def _fields(value: Any, name: str) -> Obj:
@@ -228,8 +303,16 @@ class _Event:
 class Watch:
     """One open watch: filtered, converted events queued for one consumer."""
 
-    def __init__(self, store: Store, res: Resource, namespace: str, *,
-                 label_selector: Any, field_selector: Any, start_rv: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        res: Resource,
+        namespace: str,
+        *,
+        label_selector: Any,
+        field_selector: Any,
+        start_rv: int,
+    ) -> None:
         self._store = store
         self.res = res
         self.namespace = namespace
@@ -313,8 +396,12 @@ class Store:
         self._listeners: list[Listener] = []
         self.root_ca = ""
         for ns in SYSTEM_NAMESPACES:
-            self.create(resources.by_kind("", "Namespace"), "", {"metadata": {"name": ns}},
-                        manager="kube-apiserver")
+            self.create(
+                resources.by_kind("", "Namespace"),
+                "",
+                {"metadata": {"name": ns}},
+                manager="kube-apiserver",
+            )
 
     # ------------------------------------------------------------------ basics
     @property
@@ -386,11 +473,14 @@ class Store:
             raise not_found("namespaces", namespace)
         if creating and ns["metadata"].get("deletionTimestamp"):
             raise StatusError(
-                403, "Forbidden",
-                f'{creating} is forbidden: unable to create new content in namespace '
+                403,
+                "Forbidden",
+                f"{creating} is forbidden: unable to create new content in namespace "
                 f"{namespace} because it is being terminated",
-                details={"name": creating.split('"')[1] if '"' in creating else "",
-                         "kind": creating.split(" ", maxsplit=1)[0]},
+                details={
+                    "name": creating.split('"')[1] if '"' in creating else "",
+                    "kind": creating.split(" ", maxsplit=1)[0],
+                },
             )
 
     # ------------------------------------------------------------------- reads
@@ -400,8 +490,14 @@ class Store:
     def exists(self, res: Resource, namespace: str, name: str) -> bool:
         return (self._ns(res, namespace), name) in self._bucket(res)
 
-    def list(self, res: Resource, namespace: str = "", *, label_selector: str = "",
-             field_selector: str = "") -> tuple[list[Obj], str]:
+    def list(
+        self,
+        res: Resource,
+        namespace: str = "",
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+    ) -> tuple[list[Obj], str]:
         from vnode.sandbox.kubeapi import selectors
 
         labels = selectors.parse_label_selector(label_selector)
@@ -445,19 +541,36 @@ class Store:
     def _now(self) -> dt.datetime:
         return self.clock.now()
 
-    def _managed(self, obj: Obj, old: Obj | None, *, manager: str, operation: str,
-                 subresource: str | None, res: Resource) -> None:
+    def _managed(
+        self,
+        obj: Obj,
+        old: Obj | None,
+        *,
+        manager: str,
+        operation: str,
+        subresource: str | None,
+        res: Resource,
+    ) -> None:
         meta = obj["metadata"]
         entries = [
-            e for e in (old or {}).get("metadata", {}).get("managedFields", []) or []
-            if not (e.get("manager") == manager and e.get("operation") == operation
-                    and e.get("subresource") == subresource)
+            e
+            for e in (old or {}).get("metadata", {}).get("managedFields", []) or []
+            if not (
+                e.get("manager") == manager
+                and e.get("operation") == operation
+                and e.get("subresource") == subresource
+            )
         ]
         fields = fields_v1(obj, subresource, has_status_subresource(res))
         if fields:
-            entry: Obj = {"manager": manager, "operation": operation,
-                          "apiVersion": res.api_version, "time": rfc3339(self._now()),
-                          "fieldsType": "FieldsV1", "fieldsV1": fields}
+            entry: Obj = {
+                "manager": manager,
+                "operation": operation,
+                "apiVersion": res.api_version,
+                "time": rfc3339(self._now()),
+                "fieldsType": "FieldsV1",
+                "fieldsV1": fields,
+            }
             if subresource:
                 entry["subresource"] = subresource
             entries.append(entry)
@@ -467,8 +580,15 @@ class Store:
             meta.pop("managedFields", None)
 
     # ------------------------------------------------------------------ create
-    def create(self, res: Resource, namespace: str, obj: Obj, *, manager: str = "unknown",
-               dry_run: bool = False) -> Obj:
+    def create(
+        self,
+        res: Resource,
+        namespace: str,
+        obj: Obj,
+        *,
+        manager: str = "unknown",
+        dry_run: bool = False,
+    ) -> Obj:
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
@@ -480,8 +600,16 @@ class Store:
             meta.pop("namespace", None)
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + generate_suffix()
-        for key in ("uid", "resourceVersion", "creationTimestamp", "deletionTimestamp",
-                    "deletionGracePeriodSeconds", "generation", "managedFields", "selfLink"):
+        for key in (
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "managedFields",
+            "selfLink",
+        ):
             meta.pop(key, None)
         admission.default(res, obj)
         admission.validate(res, obj, None)
@@ -494,8 +622,7 @@ class Store:
         if (ns, name) in self._bucket(sres):
             raise already_exists(res.plural, name, res.group)
         admission.reset_status_on_create(sres, obj)
-        self._managed(obj, None, manager=manager, operation="Update", subresource=None,
-                      res=sres)
+        self._managed(obj, None, manager=manager, operation="Update", subresource=None, res=sres)
         meta["uid"] = str(uuid.uuid4())
         admission.admit_create(sres, obj, self)
         meta["creationTimestamp"] = rfc3339(self._now())
@@ -513,32 +640,58 @@ class Store:
         if res.storage_key != ("", "namespaces"):
             return
         ns = obj["metadata"]["name"]
-        self.create(resources.by_kind("", "ServiceAccount"), ns,
-                    {"metadata": {"name": "default"}}, manager="kube-controller-manager")
-        self.create(resources.by_kind("", "ConfigMap"), ns,
-                    {"metadata": {"name": "kube-root-ca.crt",
-                                  "annotations": {"kubernetes.io/description": (
-                                      "Contains a CA bundle that can be used to verify the "
-                                      "kube-apiserver when using internal endpoints such as "
-                                      "the internal service IP or kubernetes.default.svc. No "
-                                      "other usage is guaranteed across distributions of "
-                                      "Kubernetes clusters.")}},
-                     "data": {"ca.crt": self.root_ca}},
-                    manager="kube-controller-manager")
+        self.create(
+            resources.by_kind("", "ServiceAccount"),
+            ns,
+            {"metadata": {"name": "default"}},
+            manager="kube-controller-manager",
+        )
+        self.create(
+            resources.by_kind("", "ConfigMap"),
+            ns,
+            {
+                "metadata": {
+                    "name": "kube-root-ca.crt",
+                    "annotations": {
+                        "kubernetes.io/description": (
+                            "Contains a CA bundle that can be used to verify the "
+                            "kube-apiserver when using internal endpoints such as "
+                            "the internal service IP or kubernetes.default.svc. No "
+                            "other usage is guaranteed across distributions of "
+                            "Kubernetes clusters."
+                        )
+                    },
+                },
+                "data": {"ca.crt": self.root_ca},
+            },
+            manager="kube-controller-manager",
+        )
 
     def set_root_ca(self, pem: str) -> None:
         """Publish the cluster CA in every namespace's ``kube-root-ca.crt`` ConfigMap."""
         self.root_ca = pem
         cm = resources.by_kind("", "ConfigMap")
-        for (_, ns) in list(self._objects.get(("", "namespaces"), {})):
+        for _, ns in list(self._objects.get(("", "namespaces"), {})):
             if self.exists(cm, ns, "kube-root-ca.crt"):
-                self.mutate(cm, ns, "kube-root-ca.crt",
-                            lambda o: o.setdefault("data", {}).update({"ca.crt": pem}))
+                self.mutate(
+                    cm,
+                    ns,
+                    "kube-root-ca.crt",
+                    lambda o: o.setdefault("data", {}).update({"ca.crt": pem}),
+                )
 
     # ------------------------------------------------------------------ update
-    def update(self, res: Resource, namespace: str, name: str, obj: Obj, *,
-               subresource: str | None = None, manager: str = "unknown",
-               dry_run: bool = False) -> Obj:
+    def update(
+        self,
+        res: Resource,
+        namespace: str,
+        name: str,
+        obj: Obj,
+        *,
+        subresource: str | None = None,
+        manager: str = "unknown",
+        dry_run: bool = False,
+    ) -> Obj:
         obj = copy.deepcopy(obj)
         old = self._stored(res, namespace, name)
         sres = self._storage_res(res)
@@ -551,8 +704,9 @@ class Store:
         meta["name"] = name
         admission.default(res, obj)
         new = self._to_storage(res, obj)
-        return self._write(sres, old, new, subresource=subresource, manager=manager,
-                           dry_run=dry_run, view_res=res)
+        return self._write(
+            sres, old, new, subresource=subresource, manager=manager, dry_run=dry_run, view_res=res
+        )
 
     def _merge_update(self, res: Resource, old: Obj, new: Obj, subresource: str | None) -> Obj:
         """Apply the registry's rules for which parts of ``new`` an update may change."""
@@ -595,27 +749,43 @@ class Store:
                 merged.pop("status", None)
         return merged
 
-    def _write(self, res: Resource, old: Obj, new: Obj, *, subresource: str | None,
-               manager: str, dry_run: bool = False, view_res: Resource | None = None) -> Obj:
+    def _write(
+        self,
+        res: Resource,
+        old: Obj,
+        new: Obj,
+        *,
+        subresource: str | None,
+        manager: str,
+        dry_run: bool = False,
+        view_res: Resource | None = None,
+    ) -> Obj:
         """Commit an update of ``old`` to ``new`` (storage form); answer as ``view_res``."""
         shown = view_res or res
         merged = self._merge_update(res, old, new, subresource)
         if subresource != "binding":
             admission.validate(res, merged, old)
-        if res.storage_key in GENERATION_KINDS and merged.get("spec") != old.get("spec") \
-                and subresource != "binding":  # binding leaves generation alone (07/04c)
+        if (
+            res.storage_key in GENERATION_KINDS
+            and merged.get("spec") != old.get("spec")
+            and subresource != "binding"
+        ):  # binding leaves generation alone (07/04c)
             merged["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
         merged = _ordered(merged, res.kind, res.api_version)
         if subresource != "binding":  # a Binding is its own object: no managedFields entry
-            self._managed(merged, old, manager=manager, operation="Update",
-                      subresource=subresource, res=res)
+            self._managed(
+                merged, old, manager=manager, operation="Update", subresource=subresource, res=res
+            )
         if self._same(merged, old):
             return self.view(shown, old)
         if dry_run:
             return self.view(shown, merged)
         meta = merged["metadata"]
-        if meta.get("deletionTimestamp") and not meta.get("finalizers") and \
-                not meta.get("deletionGracePeriodSeconds"):
+        if (
+            meta.get("deletionTimestamp")
+            and not meta.get("finalizers")
+            and not meta.get("deletionGracePeriodSeconds")
+        ):
             # The last finalizer of an object being deleted is gone: delete it now.
             self._commit(res, "DELETED", merged, old)
             return self.view(shown, merged)
@@ -634,40 +804,70 @@ class Store:
 
         return strip(a) == strip(b)
 
-    def patch(self, res: Resource, namespace: str, name: str, content_type: str, body: bytes,
-              *, subresource: str | None = None, manager: str = "unknown",
-              dry_run: bool = False) -> Obj:
+    def patch(
+        self,
+        res: Resource,
+        namespace: str,
+        name: str,
+        content_type: str,
+        body: bytes,
+        *,
+        subresource: str | None = None,
+        manager: str = "unknown",
+        dry_run: bool = False,
+    ) -> Obj:
         from vnode.sandbox.kubeapi import patches
 
         current = self.get(res, namespace, name)
         patched = patches.apply_patch(current, content_type, body, res.kind)
         if not isinstance(patched, dict):
-            raise StatusError(422, "Invalid",
-                              "the server rejected our request due to an error in our request",
-                              details={})
+            raise StatusError(
+                422,
+                "Invalid",
+                "the server rejected our request due to an error in our request",
+                details={},
+            )
         patched.setdefault("metadata", {})
         if patched["metadata"].get("name") not in (None, name):
             raise StatusError(
-                400, "BadRequest",
+                400,
+                "BadRequest",
                 f"the name of the object ({patched['metadata'].get('name')}) does not match "
-                f"the name on the URL ({name})")
-        return self.update(res, namespace, name, patched, subresource=subresource,
-                           manager=manager, dry_run=dry_run)
+                f"the name on the URL ({name})",
+            )
+        return self.update(
+            res, namespace, name, patched, subresource=subresource, manager=manager, dry_run=dry_run
+        )
 
-    def mutate(self, res: Resource, namespace: str, name: str, fn: Callable[[Obj], None], *,
-               subresource: str | None = None, manager: str = "kube-controller-manager") -> Obj:
+    def mutate(
+        self,
+        res: Resource,
+        namespace: str,
+        name: str,
+        fn: Callable[[Obj], None],
+        *,
+        subresource: str | None = None,
+        manager: str = "kube-controller-manager",
+    ) -> Obj:
         """Read-modify-write for in-process controllers: ``fn`` edits a copy in place."""
         current = self.get(res, namespace, name)
         fn(current)
-        current["metadata"]["resourceVersion"] = self._stored(
-            res, namespace, name)["metadata"]["resourceVersion"]
-        return self.update(res, namespace, name, current, subresource=subresource,
-                           manager=manager)
+        current["metadata"]["resourceVersion"] = self._stored(res, namespace, name)["metadata"][
+            "resourceVersion"
+        ]
+        return self.update(res, namespace, name, current, subresource=subresource, manager=manager)
 
     # ------------------------------------------------------------------ delete
-    def delete(self, res: Resource, namespace: str, name: str, *,
-               grace_period_seconds: int | None = None, preconditions: dict[str, Any] | None = None,
-               dry_run: bool = False) -> Obj:
+    def delete(
+        self,
+        res: Resource,
+        namespace: str,
+        name: str,
+        *,
+        grace_period_seconds: int | None = None,
+        preconditions: dict[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> Obj:
         """Delete (or start deleting) an object; returns what the API answers with.
 
         That is the object itself while it lingers (graceful deletion, finalizers) or for
@@ -678,15 +878,25 @@ class Store:
         meta = old["metadata"]
         pre = preconditions or {}
         if pre.get("uid") and pre["uid"] != meta.get("uid"):
-            raise _precondition_conflict(res, name, (
-                f"the UID in the precondition ({pre['uid']}) does not match the UID in "
-                f"record ({meta.get('uid')}). The object might have been deleted and then "
-                f"recreated"))
+            raise _precondition_conflict(
+                res,
+                name,
+                (
+                    f"the UID in the precondition ({pre['uid']}) does not match the UID in "
+                    f"record ({meta.get('uid')}). The object might have been deleted and then "
+                    f"recreated"
+                ),
+            )
         if pre.get("resourceVersion") and str(pre["resourceVersion"]) != meta["resourceVersion"]:
-            raise _precondition_conflict(res, name, (
-                f"the ResourceVersion in the precondition ({pre['resourceVersion']}) does not "
-                f"match the ResourceVersion in record ({meta['resourceVersion']}). The object "
-                f"might have been modified"))
+            raise _precondition_conflict(
+                res,
+                name,
+                (
+                    f"the ResourceVersion in the precondition ({pre['resourceVersion']}) does not "
+                    f"match the ResourceVersion in record ({meta['resourceVersion']}). The object "
+                    f"might have been modified"
+                ),
+            )
         if sres.storage_key == ("", "namespaces"):
             return self._delete_namespace(res, old, dry_run)
         graceful = sres.storage_key == ("", "pods")
@@ -732,14 +942,20 @@ class Store:
             details["group"] = res.group
         details["kind"] = res.plural
         details["uid"] = obj["metadata"].get("uid", "")
-        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                "details": details}
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "details": details,
+        }
 
     @staticmethod
     def _pod_grace(pod: Obj, requested: int | None) -> int:
         spec = pod.get("spec", {})
-        grace = requested if requested is not None else spec.get(
-            "terminationGracePeriodSeconds", 30)
+        grace = (
+            requested if requested is not None else spec.get("terminationGracePeriodSeconds", 30)
+        )
         if grace is None:
             grace = 30
         grace = int(grace)
@@ -778,9 +994,15 @@ class Store:
         return answer
 
     # ------------------------------------------------------------------- watch
-    def subscribe(self, res: Resource, namespace: str = "", *,
-                  resource_version: str | None = None, label_selector: str = "",
-                  field_selector: str = "") -> Watch:
+    def subscribe(
+        self,
+        res: Resource,
+        namespace: str = "",
+        *,
+        resource_version: str | None = None,
+        label_selector: str = "",
+        field_selector: str = "",
+    ) -> Watch:
         """Open a watch; raises StatusError 410 when ``resource_version`` is too old."""
         from vnode.sandbox.kubeapi import selectors
 
@@ -789,8 +1011,9 @@ class Store:
         ns = self._ns(res, namespace)
         sres = self._storage_res(res)
         if resource_version in (None, "", "0"):
-            w = Watch(self, res, ns, label_selector=labels, field_selector=fields,
-                      start_rv=self._rv)
+            w = Watch(
+                self, res, ns, label_selector=labels, field_selector=fields, start_rv=self._rv
+            )
             for (obj_ns, _), obj in sorted(self._bucket(sres).items()):
                 if (not ns or obj_ns == ns) and w.matches(obj):
                     w._put("ADDED", obj)
@@ -800,8 +1023,8 @@ class Store:
             start = int(str(resource_version))
         except ValueError:
             raise StatusError(
-                400, "BadRequest",
-                f'invalid resource version "{resource_version}"') from None
+                400, "BadRequest", f'invalid resource version "{resource_version}"'
+            ) from None
         win = self._window(sres.storage_key)
         if start < win.floor:
             raise gone(f"too old resource version: {start} ({win.floor})")
@@ -811,11 +1034,22 @@ class Store:
         self._watches.add(w)
         return w
 
-    async def watch(self, res: Resource, namespace: str = "", *,
-                    resource_version: str | None = None, label_selector: str = "",
-                    field_selector: str = "") -> AsyncIterator[Obj]:
-        w = self.subscribe(res, namespace, resource_version=resource_version,
-                           label_selector=label_selector, field_selector=field_selector)
+    async def watch(
+        self,
+        res: Resource,
+        namespace: str = "",
+        *,
+        resource_version: str | None = None,
+        label_selector: str = "",
+        field_selector: str = "",
+    ) -> AsyncIterator[Obj]:
+        w = self.subscribe(
+            res,
+            namespace,
+            resource_version=resource_version,
+            label_selector=label_selector,
+            field_selector=field_selector,
+        )
         try:
             while True:
                 ev = await w.next()
@@ -839,6 +1073,9 @@ def _precondition_conflict(res: Resource, name: str, why: str) -> StatusError:
     if res.group:
         details["group"] = res.group
     details["kind"] = res.kind
-    return StatusError(409, "Conflict",
-                       f'Operation cannot be fulfilled on {res.kind} "{name}": {why}',
-                       details=details)
+    return StatusError(
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on {res.kind} "{name}": {why}',
+        details=details,
+    )
