@@ -162,7 +162,8 @@ def test_apply_patch_creates_then_updates(kubeapi: RunningKubeAPI) -> None:
     }
     first = _patch(kubeapi, path, "application/apply-patch+yaml", body)
     assert first.status == 201
-    assert first.json()["metadata"]["managedFields"][0]["manager"] == "kubectl"
+    entry = first.json()["metadata"]["managedFields"][0]
+    assert (entry["manager"], entry["operation"]) == ("kubectl", "Apply")
     body["data"] = {"a": "2"}
     second = _patch(kubeapi, path, "application/apply-patch+yaml", body)
     assert second.status == 200

@@ -451,6 +451,9 @@ class KubeAPI:
             return await handler(self, request, res, ns, name, user)
         if res.namespaced and not ns and name and method != "GET":
             raise _not_found_resource()
+        if res.namespaced and not ns and method in ("POST", "DELETE"):
+            # Cluster-wide paths of namespaced kinds only list and watch.
+            raise method_not_allowed()
         if verb not in res.verbs and not sub:
             raise method_not_allowed()
         if method == "GET":
@@ -691,7 +694,9 @@ class KubeAPI:
         if content_type == "application/apply-patch+yaml" and not self.store.exists(res, ns, name):
             obj = _apply_body(body)
             obj.setdefault("metadata", {})["name"] = name
-            created = self.store.create(res, ns, obj, manager=manager, dry_run=_dry_run(request))
+            created = self.store.create(
+                res, ns, obj, manager=manager, dry_run=_dry_run(request), operation="Apply"
+            )
             return _render(created, fmt, 201)
         patched = self.store.patch(
             res,

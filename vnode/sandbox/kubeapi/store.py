@@ -588,6 +588,7 @@ class Store:
         *,
         manager: str = "unknown",
         dry_run: bool = False,
+        operation: str = "Update",
     ) -> Obj:
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
@@ -622,7 +623,7 @@ class Store:
         if (ns, name) in self._bucket(sres):
             raise already_exists(res.plural, name, res.group)
         admission.reset_status_on_create(sres, obj)
-        self._managed(obj, None, manager=manager, operation="Update", subresource=None, res=sres)
+        self._managed(obj, None, manager=manager, operation=operation, subresource=None, res=sres)
         meta["uid"] = str(uuid.uuid4())
         admission.admit_create(sres, obj, self)
         meta["creationTimestamp"] = rfc3339(self._now())
@@ -691,6 +692,7 @@ class Store:
         subresource: str | None = None,
         manager: str = "unknown",
         dry_run: bool = False,
+        operation: str = "Update",
     ) -> Obj:
         obj = copy.deepcopy(obj)
         old = self._stored(res, namespace, name)
@@ -705,7 +707,14 @@ class Store:
         admission.default(res, obj)
         new = self._to_storage(res, obj)
         return self._write(
-            sres, old, new, subresource=subresource, manager=manager, dry_run=dry_run, view_res=res
+            sres,
+            old,
+            new,
+            subresource=subresource,
+            manager=manager,
+            dry_run=dry_run,
+            view_res=res,
+            operation=operation,
         )
 
     def _merge_update(self, res: Resource, old: Obj, new: Obj, subresource: str | None) -> Obj:
@@ -759,6 +768,7 @@ class Store:
         manager: str,
         dry_run: bool = False,
         view_res: Resource | None = None,
+        operation: str = "Update",
     ) -> Obj:
         """Commit an update of ``old`` to ``new`` (storage form); answer as ``view_res``."""
         shown = view_res or res
@@ -774,7 +784,7 @@ class Store:
         merged = _ordered(merged, res.kind, res.api_version)
         if subresource != "binding":  # a Binding is its own object: no managedFields entry
             self._managed(
-                merged, old, manager=manager, operation="Update", subresource=subresource, res=res
+                merged, old, manager=manager, operation=operation, subresource=subresource, res=res
             )
         if self._same(merged, old):
             return self.view(shown, old)
@@ -836,7 +846,16 @@ class Store:
                 f"the name on the URL ({name})",
             )
         return self.update(
-            res, namespace, name, patched, subresource=subresource, manager=manager, dry_run=dry_run
+            res,
+            namespace,
+            name,
+            patched,
+            subresource=subresource,
+            manager=manager,
+            dry_run=dry_run,
+            operation="Apply"
+            if patches.media_type(content_type) == patches.APPLY_PATCH
+            else "Update",
         )
 
     def mutate(
