@@ -826,3 +826,48 @@ def test_kubectl_create_token_is_accepted_by_token_review(kubeapi: RunningKubeAP
         "spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 "
         "minutes\n"
     )
+
+
+def _pb(number: int, value: bytes | int) -> bytes:
+    """One protobuf field (length-delimited for bytes, varint for ints)."""
+    if isinstance(value, int):
+        return bytes([number << 3]) + _varint(value)
+    return bytes([number << 3 | 2]) + _varint(len(value)) + value
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append(n & 0x7F | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def test_protobuf_eviction_and_binding_bodies() -> None:
+    from vnode.sandbox.kubeapi import protobuf
+
+    meta = _pb(1, b"ref-web") + _pb(3, b"default")
+    options = _pb(1, 0) + _pb(2, _pb(1, b"u-1")) + _pb(5, b"All")
+    eviction = _pb(1, _pb(1, b"policy/v1") + _pb(2, b"Eviction")) + _pb(
+        2, _pb(1, meta) + _pb(2, options)
+    )
+    assert protobuf.decode(b"k8s\x00" + eviction, "Eviction") == {
+        "kind": "Eviction",
+        "apiVersion": "policy/v1",
+        "metadata": {"name": "ref-web", "namespace": "default"},
+        "deleteOptions": {
+            "gracePeriodSeconds": 0,
+            "preconditions": {"uid": "u-1"},
+            "dryRun": ["All"],
+        },
+    }
+    binding = _pb(1, _pb(1, b"v1") + _pb(2, b"Binding")) + _pb(
+        2, _pb(1, _pb(1, b"p")) + _pb(2, _pb(1, b"Node") + _pb(3, b"n1"))
+    )
+    assert protobuf.decode(b"k8s\x00" + binding, "Binding") == {
+        "kind": "Binding",
+        "apiVersion": "v1",
+        "metadata": {"name": "p"},
+        "target": {"kind": "Node", "name": "n1"},
+    }

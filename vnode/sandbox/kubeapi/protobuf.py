@@ -88,6 +88,26 @@ SCHEMAS: dict[str, Schema] = {
         3: ("boundObjectRef", "BoundObjectReference"),
     },
     "TokenRequest": {1: ("metadata", "ObjectMeta"), 2: ("spec", "TokenRequestSpec")},
+    # kubectl drain evicts through the typed client too.
+    "Preconditions": {1: ("uid", "string"), 2: ("resourceVersion", "string")},
+    "DeleteOptions": {
+        1: ("gracePeriodSeconds", "int64"),
+        2: ("preconditions", "Preconditions"),
+        3: ("orphanDependents", "bool"),
+        4: ("propagationPolicy", "string"),
+        5: ("dryRun", "strings"),
+    },
+    "Eviction": {1: ("metadata", "ObjectMeta"), 2: ("deleteOptions", "DeleteOptions")},
+    "ObjectReference": {
+        1: ("kind", "string"),
+        2: ("namespace", "string"),
+        3: ("name", "string"),
+        4: ("uid", "string"),
+        5: ("apiVersion", "string"),
+        6: ("resourceVersion", "string"),
+        7: ("fieldPath", "string"),
+    },
+    "Binding": {1: ("metadata", "ObjectMeta"), 2: ("target", "ObjectReference")},
 }
 
 
