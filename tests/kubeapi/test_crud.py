@@ -459,3 +459,24 @@ def test_events_v1_update_answers_in_its_own_view(kubeapi: RunningKubeAPI) -> No
     assert got["apiVersion"] == "events.k8s.io/v1" and got["note"] == "two"
     core = kubeapi.request("GET", "/api/v1/namespaces/default/events/ev").json()
     assert core["message"] == "two"
+
+
+def test_put_with_another_uid_is_409(kubeapi: RunningKubeAPI) -> None:
+    base = "/api/v1/namespaces/default/configmaps"
+    made = kubeapi.request(
+        "POST", base, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "u"}}
+    ).json()
+    real_uid = made["metadata"]["uid"]
+    made["metadata"]["uid"] = "00000000-0000-0000-0000-000000000000"
+    got = kubeapi.request("PUT", f"{base}/u", made)
+    assert got.status == 409
+    assert got.json()["message"] == (
+        'Operation cannot be fulfilled on configmaps "u": Precondition failed: UID in '
+        f"precondition: 00000000-0000-0000-0000-000000000000, UID in object meta: {real_uid}"
+    )
+
+
+def test_unknown_paths_are_plain_404(kubeapi: RunningKubeAPI) -> None:
+    got = kubeapi.request("GET", "/no/such/path")
+    assert got.status == 404
+    assert got.raw == b"404 page not found\n"

@@ -386,6 +386,8 @@ class KubeAPI:
             return await handler(request)
         except StatusError as err:
             return status_response(err)
+        except web.HTTPNotFound:
+            return page_not_found()
         except web.HTTPException:
             raise
         except (asyncio.CancelledError, ConnectionResetError):

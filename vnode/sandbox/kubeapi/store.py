@@ -701,6 +701,15 @@ class Store:
         rv = meta.get("resourceVersion")
         if rv not in (None, "") and str(rv) != old["metadata"]["resourceVersion"]:
             raise conflict(res.plural, name, res.group)
+        uid = meta.get("uid")
+        if uid and uid != old["metadata"].get("uid"):
+            raise conflict(
+                res.plural,
+                name,
+                res.group,
+                why=f"Precondition failed: UID in precondition: {uid}, UID in object meta: "
+                f"{old['metadata'].get('uid')}",
+            )
         if res.namespaced:
             meta["namespace"] = old["metadata"]["namespace"]
         meta["name"] = name
