@@ -170,6 +170,7 @@ def test_client_certificate_user_without_rights_is_forbidden_like_the_reference(
     ref = reference(f"04-errors/{capture}")
     resp = raw_request(identities, "GET", path, user="nobody")
     assert resp.status == 403
+    assert resp.header("X-Content-Type-Options") == "nosniff"
     assert resp.json() == ref["response"]["body"]
     assert json.dumps(resp.json()) == json.dumps(ref["response"]["body"])
 

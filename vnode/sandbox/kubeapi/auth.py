@@ -272,7 +272,10 @@ def forbidden(a: Attributes, reason: str = "") -> StatusError:
         )
     if reason:
         msg = f"{msg}: {reason}"
-    return _forbidden(a.group, a.resource, a.name, msg)
+    err = _forbidden(a.group, a.resource, a.name, msg)
+    # The authorization filter's 403 (not admission's) also says nosniff.
+    err.headers["X-Content-Type-Options"] = "nosniff"
+    return err
 
 
 def _forbidden(group: str, resource: str, name: str, err: str) -> StatusError:
