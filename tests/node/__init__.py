@@ -1,0 +1,1 @@
+"""Tests of vnode.node: units on fake time, end-to-end on the sandbox API server."""
