@@ -872,3 +872,138 @@ def test_protobuf_eviction_and_binding_bodies() -> None:
         "metadata": {"name": "p"},
         "target": {"kind": "Node", "name": "n1"},
     }
+
+
+# ---------------------------------------- kinds served once the resource table lists them
+class _Posted:
+    """Just what the review handlers read from a request."""
+
+    method = "POST"
+    content_type = "application/json"
+
+    def __init__(self, body: Any) -> None:
+        self.headers = dict(UA)
+        self._raw = json.dumps(body).encode()
+
+    async def read(self) -> bytes:
+        return self._raw
+
+
+def _call(
+    kubeapi: RunningKubeAPI,
+    handler: Any,
+    res: Any,
+    body: Any,
+    user: auth.User,
+    *,
+    namespace: str = "",
+) -> Any:
+    resp = kubeapi.call(handler(kubeapi.api, _Posted(body), res, namespace, "", user))
+    return resp.status, json.loads(resp.body)
+
+
+def test_local_subject_access_review(kubeapi: RunningKubeAPI) -> None:
+    res = resources.Resource(
+        "authorization.k8s.io",
+        "v1",
+        "localsubjectaccessreviews",
+        "localsubjectaccessreview",
+        "LocalSubjectAccessReview",
+        True,
+        ("create",),
+        stored=False,
+    )
+    admin = auth.User("admin", ("system:masters", "system:authenticated"))
+    spec = {
+        "user": "nobody",
+        "resourceAttributes": {"namespace": "default", "verb": "list", "resource": "pods"},
+    }
+    status, body = _call(
+        kubeapi,
+        auth.handle_local_subject_access_review,
+        res,
+        {"spec": spec},
+        admin,
+        namespace="default",
+    )
+    assert status == 201
+    assert body["kind"] == "LocalSubjectAccessReview"
+    assert body["metadata"]["namespace"] == "default"
+    assert body["status"] == {"allowed": False}
+    with pytest.raises(auth.StatusError) as err:
+        _call(
+            kubeapi,
+            auth.handle_local_subject_access_review,
+            res,
+            {"spec": spec},
+            admin,
+            namespace="kube-system",
+        )
+    assert err.value.message == (
+        '.authorization.k8s.io "" is invalid: spec.resourceAttributes.namespace: Invalid '
+        'value: "default": must match metadata.namespace'
+    )
+
+
+def test_self_subject_rules_review(kubeapi: RunningKubeAPI) -> None:
+    res = resources.Resource(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+        "SelfSubjectRulesReview",
+        False,
+        ("create",),
+        stored=False,
+    )
+    body = {"spec": {"namespace": "default"}}
+    nobody = auth.User("nobody", ("system:authenticated",))
+    _, out = _call(kubeapi, auth.handle_self_subject_rules_review, res, body, nobody)
+    status = out["status"]
+    assert status["incomplete"] is False
+    assert {
+        "verbs": ["create"],
+        "apiGroups": ["authorization.k8s.io"],
+        "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+    } in status["resourceRules"]
+    assert {"verbs": ["get"], "nonResourceURLs": list(auth._PUBLIC_INFO_URLS)} in status[
+        "nonResourceRules"
+    ]
+    admin = auth.User("admin", ("system:masters", "system:authenticated"))
+    _, out = _call(kubeapi, auth.handle_self_subject_rules_review, res, body, admin)
+    assert out["status"]["resourceRules"][0] == {
+        "verbs": ["*"],
+        "apiGroups": ["*"],
+        "resources": ["*"],
+    }
+    node = auth.User("system:node:vk-node", ("system:nodes", "system:authenticated"))
+    _, out = _call(kubeapi, auth.handle_self_subject_rules_review, res, body, node)
+    assert out["status"]["incomplete"] is True
+    assert out["status"]["evaluationError"] == (
+        "node authorizer does not support user rule resolution"
+    )
+
+
+def test_self_subject_review_names_the_caller(kubeapi: RunningKubeAPI) -> None:
+    res = resources.Resource(
+        "authentication.k8s.io",
+        "v1",
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        "SelfSubjectReview",
+        False,
+        ("create",),
+        stored=False,
+    )
+    who = auth.User(
+        "nobody", ("system:authenticated",), extra={auth.CREDENTIAL_ID: ["X509SHA256=ab"]}
+    )
+    status, out = _call(kubeapi, auth.handle_self_subject_review, res, {}, who)
+    assert status == 201
+    assert out["status"] == {
+        "userInfo": {
+            "username": "nobody",
+            "groups": ["system:authenticated"],
+            "extra": {auth.CREDENTIAL_ID: ["X509SHA256=ab"]},
+        }
+    }

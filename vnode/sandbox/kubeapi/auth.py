@@ -608,6 +608,47 @@ class Auth:
         if node is not None and res is not None:
             self._node_restriction(node, a)
 
+    def rules_for(self, user: User, namespace: str) -> Obj:
+        """A SelfSubjectRulesReview status: the rules each authorizer can list for ``user``."""
+        resource_rules: list[Obj] = []
+        non_resource_rules: list[Obj] = []
+        errors: list[str] = []
+        if MASTERS in user.groups:
+            resource_rules.append({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]})
+            non_resource_rules.append({"verbs": ["*"], "nonResourceURLs": ["*"]})
+        if node_name_of(user) is not None:
+            # Its graph decides case by case; it cannot enumerate (nor does the real one).
+            errors.append("node authorizer does not support user rule resolution")
+        for b in self.bindings:
+            if b.namespace and b.namespace != namespace:
+                continue
+            if not any(_subject_matches(s, user, b.namespace) for s in b.subjects):
+                continue
+            for rule in b.rules:
+                if rule.non_resource_urls:
+                    non_resource_rules.append(
+                        {"verbs": list(rule.verbs), "nonResourceURLs": list(rule.non_resource_urls)}
+                    )
+                    continue
+                entry: Obj = {
+                    "verbs": list(rule.verbs),
+                    "apiGroups": list(rule.api_groups),
+                    "resources": list(rule.resources),
+                }
+                if rule.resource_names:
+                    entry["resourceNames"] = list(rule.resource_names)
+                resource_rules.append(entry)
+        status: Obj = {
+            "resourceRules": resource_rules,
+            "nonResourceRules": non_resource_rules,
+            "incomplete": bool(errors),
+        }
+        if errors:
+            status["evaluationError"] = (
+                errors[0] if len(errors) == 1 else ("[" + ", ".join(errors) + "]")
+            )
+        return status
+
     def decide(self, a: Attributes) -> tuple[bool, str]:
         """(allowed, reason) through the chain: privileged group, Node, RBAC."""
         if MASTERS in a.user.groups:
@@ -983,7 +1024,10 @@ def _review_spec(spec: Obj, *, self_review: bool) -> Obj:
     return out
 
 
-def _review_invalid(spec: Obj, *, need_subject: bool) -> None:
+def _review_invalid(
+    spec: Obj, *, need_subject: bool, extra: list[tuple[str, str]] | None = None
+) -> None:
+    """``ValidateSubjectAccessReviewSpec`` (and any kind-specific causes after it)."""
     causes: list[tuple[str, str]] = []
     ra, nra = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
     if ra is not None and nra is not None:
@@ -1004,8 +1048,12 @@ def _review_invalid(spec: Obj, *, need_subject: bool) -> None:
         )
     if need_subject and not spec.get("user") and not spec.get("groups"):
         causes.append(
-            ("spec.user", 'Invalid value: "": at least one of user or group must be specified')
+            (
+                "spec.user",
+                'Invalid value: "": at least one of user or group must be specified',
+            )
         )
+    causes.extend(extra or [])
     if not causes:
         return
     parts = [f"{f}: {m}" for f, m in causes]
@@ -1061,9 +1109,51 @@ async def handle_subject_access_review(  # noqa: PLR0917 - the SubresourceHandle
     api: Any, request: web.Request, res: Resource, namespace: str, name: str, user: User
 ) -> web.Response:
     """POST subjectaccessreviews: may ``spec.user``/``groups`` do this? (fact E7)."""
-    body = await _read_body(request, "SubjectAccessReview")
+    return await _subject_access_review(api, request, res, "")
+
+
+async def handle_local_subject_access_review(  # noqa: PLR0917 - the SubresourceHandler signature
+    api: Any, request: web.Request, res: Resource, namespace: str, name: str, user: User
+) -> web.Response:
+    """POST namespaces/<ns>/localsubjectaccessreviews: a SAR confined to one namespace."""
+    return await _subject_access_review(api, request, res, namespace)
+
+
+async def _subject_access_review(
+    api: Any, request: web.Request, res: Resource, namespace: str
+) -> web.Response:
+    kind = "LocalSubjectAccessReview" if namespace else "SubjectAccessReview"
+    body = await _read_body(request, kind)
     spec = _dict(body.get("spec"))
-    _review_invalid(spec, need_subject=True)
+    meta = dict(_dict(body.get("metadata")))
+    extra_causes: list[tuple[str, str]] = []
+    if namespace:
+        if meta.get("namespace") and meta["namespace"] != namespace:
+            raise StatusError(
+                400,
+                "BadRequest",
+                "the namespace of the provided object does not match the namespace sent on "
+                "the request",
+            )
+        meta["namespace"] = namespace
+        ra = spec.get("resourceAttributes")
+        if isinstance(ra, dict) and ra.get("namespace", "") != namespace:
+            value = json.dumps(ra.get("namespace", ""))
+            extra_causes.append(
+                (
+                    "spec.resourceAttributes.namespace",
+                    f"Invalid value: {value}: must match metadata.namespace",
+                )
+            )
+        if spec.get("nonResourceAttributes") is not None:
+            value = _go_value(_dict(spec["nonResourceAttributes"]))
+            extra_causes.append(
+                (
+                    "spec.nonResourceAttributes",
+                    f"Invalid value: {value}: disallowed on this kind of request",
+                )
+            )
+    _review_invalid(spec, need_subject=True, extra=extra_causes)
     auth = _auth_of(api)
     extra = _dict(spec.get("extra"))
     subject = User(
@@ -1073,11 +1163,10 @@ async def handle_subject_access_review(  # noqa: PLR0917 - the SubresourceHandle
         extra={k: _strings(v) for k, v in extra.items()},
     )
     clean = _review_spec(spec, self_review=False)
-    meta = dict(body.get("metadata") or {})
     meta["creationTimestamp"] = None
     meta["managedFields"] = _managed_fields(request, res.api_version, clean, auth.clock.now())
     out = {
-        "kind": "SubjectAccessReview",
+        "kind": kind,
         "apiVersion": res.api_version,
         "metadata": meta,
         "spec": clean,
@@ -1119,6 +1208,24 @@ async def handle_self_subject_review(  # noqa: PLR0917 - the SubresourceHandler 
         "apiVersion": res.api_version,
         "metadata": {"creationTimestamp": rfc3339(auth.clock.now())},
         "status": {"userInfo": user.info()},
+    }
+    return _respond(out)
+
+
+async def handle_self_subject_rules_review(  # noqa: PLR0917 - the SubresourceHandler signature
+    api: Any, request: web.Request, res: Resource, namespace: str, name: str, user: User
+) -> web.Response:
+    """POST selfsubjectrulesreviews (``kubectl auth can-i --list``): what may I do here?"""
+    body = await _read_body(request, "SelfSubjectRulesReview")
+    ns = str(_dict(body.get("spec")).get("namespace") or "")
+    if not ns:
+        raise StatusError(400, "BadRequest", "no namespace on request")
+    out = {
+        "kind": "SelfSubjectRulesReview",
+        "apiVersion": res.api_version,
+        "metadata": {"creationTimestamp": None},
+        "spec": {},
+        "status": _auth_of(api).rules_for(user, ns),
     }
     return _respond(out)
 
@@ -1307,5 +1414,7 @@ HANDLERS = {
     ("subjectaccessreviews", ""): handle_subject_access_review,
     ("selfsubjectaccessreviews", ""): handle_self_subject_access_review,
     ("selfsubjectreviews", ""): handle_self_subject_review,
+    ("localsubjectaccessreviews", ""): handle_local_subject_access_review,
+    ("selfsubjectrulesreviews", ""): handle_self_subject_rules_review,
     ("serviceaccounts", "token"): handle_token_request,
 }

@@ -73,6 +73,11 @@ SCHEMAS: dict[str, Schema] = {
         1: ("metadata", "ObjectMeta"),
         2: ("spec", "SelfSubjectAccessReviewSpec"),
     },
+    "SelfSubjectRulesReviewSpec": {1: ("namespace", "string")},
+    "SelfSubjectRulesReview": {
+        1: ("metadata", "ObjectMeta"),
+        2: ("spec", "SelfSubjectRulesReviewSpec"),
+    },
     "TokenReviewSpec": {1: ("token", "string"), 2: ("audiences", "strings")},
     "TokenReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "TokenReviewSpec")},
     "SelfSubjectReview": {1: ("metadata", "ObjectMeta")},
