@@ -7,6 +7,8 @@ and the virtual-kubelet conventions do, so that a Node from vnode looks familiar
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,6 +82,15 @@ class NodeSettings:
     status_period: float = 60.0
     """Seconds between Node status updates when nothing changed (kubelet: 1 minute)."""
 
+    check_period: float = 10.0
+    """Seconds between checks whether the Node status changed (capacity from the provider,
+    addresses); a change is posted at once (kubelet: ``nodeStatusUpdateFrequency``, 10 s)."""
+
+    provider_id: str = ""
+    """``spec.providerID``; empty: the provider's own (``vnode://gce/<project>/<zone>/<node>``)
+    or ``vnode://<provider>/<node>``. Never a cloud scheme such as ``gce://``: a cloud node
+    controller would delete a Node whose instance it cannot find."""
+
 
 @dataclass(frozen=True)
 class LeaseSettings:
@@ -138,3 +149,145 @@ class Settings:
     kubelet_api: KubeletAPISettings = field(default_factory=KubeletAPISettings)
     pods: PodControllerSettings = field(default_factory=PodControllerSettings)
     kube: KubeSettings = field(default_factory=KubeSettings)
+
+    shutdown_timeout: float = 20.0
+    """Seconds a SIGTERM/SIGINT shutdown may take in total before the rest is abandoned
+    (well inside Kubernetes' default 30 s termination grace period)."""
+
+
+# -- parsing the textual forms the CLI and the environment use -------------------------
+
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS_SUBDOMAIN = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
+_QUANTITY = re.compile(
+    r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?$"
+)
+
+
+def is_dns_subdomain(text: str) -> bool:
+    """RFC 1123 subdomain, as Kubernetes requires for Node names (at most 253 characters)."""
+    return len(text) <= 253 and bool(_DNS_SUBDOMAIN.match(text))
+
+
+def label_key_error(key: str) -> str | None:
+    """Why ``key`` is not a valid label (or taint) key, or None when it is."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or not is_dns_subdomain(prefix)):
+        return f"prefix {prefix!r} must be a DNS subdomain"
+    if not name or len(name) > 63 or not _LABEL_NAME.match(name):
+        return (
+            f"name {name!r} must be 1-63 characters of alphanumerics, '-', '_' or '.', "
+            "starting and ending with an alphanumeric"
+        )
+    return None
+
+
+def label_value_error(value: str) -> str | None:
+    """Why ``value`` is not a valid label value, or None when it is."""
+    if value and (len(value) > 63 or not _LABEL_NAME.match(value)):
+        return (
+            f"value {value!r} must be at most 63 characters of alphanumerics, '-', '_' or '.', "
+            "starting and ending with an alphanumeric"
+        )
+    return None
+
+
+def parse_label(text: str) -> tuple[str, str]:
+    """``key=value`` (a Node label)."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise ConfigError(f"invalid label {text!r}: expected key=value")
+    if (why := label_key_error(key) or label_value_error(value)) is not None:
+        raise ConfigError(f"invalid label {text!r}: {why}")
+    return key, value
+
+
+def parse_capacity(text: str) -> tuple[str, str]:
+    """``resource=quantity`` (e.g. ``cpu=64``, ``memory=256Gi``, ``nvidia.com/gpu=8``)."""
+    name, sep, quantity = text.partition("=")
+    if not sep or not name:
+        raise ConfigError(f"invalid capacity {text!r}: expected resource=quantity")
+    if (why := label_key_error(name)) is not None:
+        raise ConfigError(f"invalid capacity {text!r}: resource {why}")
+    if not _QUANTITY.match(quantity):
+        raise ConfigError(
+            f"invalid capacity {text!r}: {quantity!r} is not a quantity (e.g. 8, 500m, 16Gi)"
+        )
+    return name, quantity
+
+
+def validate(settings: Settings) -> None:
+    """Raise ConfigError (one clear sentence) for settings that cannot work."""
+    node = settings.node
+    if not is_dns_subdomain(node.name):
+        raise ConfigError(
+            f"invalid node name {node.name!r}: it must be a lowercase RFC 1123 subdomain "
+            "(a-z, 0-9, '-', '.'; at most 253 characters)"
+        )
+    for key, value in node.labels.items():
+        if (why := label_key_error(key) or label_value_error(value)) is not None:
+            raise ConfigError(f"invalid label {key}={value}: {why}")
+    seen: set[tuple[str, str]] = set()
+    for taint in node.taints:
+        if taint.effect not in TAINT_EFFECTS:
+            raise ConfigError(f"invalid taint effect {taint.effect!r} for {taint.key}")
+        if (why := label_key_error(taint.key) or label_value_error(taint.value)) is not None:
+            raise ConfigError(f"invalid taint {taint.key}: {why}")
+        if (taint.key, taint.effect) in seen:
+            raise ConfigError(f"taint {taint.key}:{taint.effect} is given twice")
+        seen.add((taint.key, taint.effect))
+    for name, quantity in node.capacity.items():
+        parse_capacity(f"{name}={quantity}")
+    if node.internal_ip:
+        try:
+            ipaddress.ip_address(node.internal_ip)
+        except ValueError:
+            raise ConfigError(
+                f"invalid internal IP {node.internal_ip!r}: not an IPv4 or IPv6 address"
+            ) from None
+    _positive("node status period", node.status_period)
+    _positive("node status check period", node.check_period)
+    lease = settings.lease
+    if lease.duration_seconds < 1:
+        raise ConfigError(f"lease duration must be at least 1 s, not {lease.duration_seconds}")
+    _positive("lease renew interval", lease.renew_interval)
+    _positive("lease retry interval", lease.retry_interval)
+    if lease.renew_interval >= lease.duration_seconds:
+        raise ConfigError(
+            f"lease renew interval ({lease.renew_interval} s) must be shorter than the lease "
+            f"duration ({lease.duration_seconds} s), or the Node goes NotReady between renewals"
+        )
+    api = settings.kubelet_api
+    if not 0 <= api.port <= 65535:
+        raise ConfigError(f"invalid kubelet port {api.port}: expected 0-65535 (0: any free port)")
+    try:
+        ipaddress.ip_address(api.address)
+    except ValueError:
+        raise ConfigError(f"invalid kubelet address {api.address!r}: not an IP address") from None
+    if (api.cert_file is None) != (api.key_file is None):
+        raise ConfigError("give both --tls-cert-file and --tls-key-file, or neither")
+    for what, path in (
+        ("client CA file", api.client_ca_file),
+        ("TLS certificate file", api.cert_file),
+        ("TLS key file", api.key_file),
+        ("kubeconfig", settings.kube.kubeconfig),
+    ):
+        if path is not None and not all(Path(p).is_file() for p in str(path).split(":")):
+            raise ConfigError(f"{what} {path} does not exist or is not a file")
+    pods = settings.pods
+    if pods.workers < 1:
+        raise ConfigError(f"workers must be at least 1, not {pods.workers}")
+    _positive("pod status period", pods.status_period)
+    _positive("shutdown timeout", settings.shutdown_timeout)
+    if settings.provider != "gce":
+        module, sep, attribute = settings.provider.partition(":")
+        if not sep or not module or not attribute:
+            raise ConfigError(
+                f"invalid provider {settings.provider!r}: expected gce or package.module:attribute"
+            )
+
+
+def _positive(what: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{what} must be a positive number of seconds, not {value}")
