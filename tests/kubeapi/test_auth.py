@@ -688,6 +688,27 @@ def test_node_identity_writes_its_own_objects_only(
     assert resp.status == 201, resp.raw
 
 
+def test_node_identity_watches_only_its_own_pods_and_node(
+    identities: RunningKubeAPI, bound_pod: dict[str, Any]
+) -> None:
+    def get(path: str) -> RawResponse:
+        return raw_request(identities, "GET", path, user="node-vk-node")
+
+    assert get("/api/v1/pods?fieldSelector=spec.nodeName%3Dvk-node").status == 200
+    assert get("/api/v1/nodes?fieldSelector=metadata.name%3Dvk-node").status == 200
+    resp = get("/api/v1/pods?fieldSelector=spec.nodeName%3Dother")
+    assert resp.status == 403
+    assert resp.json()["message"].endswith(
+        "can only list/watch pods with spec.nodeName field selector"
+    )
+    resp = get("/api/v1/nodes?fieldSelector=metadata.name%3Dother")
+    assert resp.json()["message"] == (
+        'nodes "other" is forbidden: User "system:node:vk-node" cannot list resource "nodes" '
+        "in API group \"\" at the cluster scope: node 'vk-node' cannot read 'other', only its "
+        "own Node object"
+    )
+
+
 def test_node_identity_lists_pods_by_node_name(
     identities: RunningKubeAPI, bound_pod: dict[str, Any]
 ) -> None:

@@ -107,6 +107,8 @@ def test_kubelet_request_is_exactly_what_the_real_api_server_sends(
     assert resp.header("Content-Type") == "text/plain"
     assert resp.header("Transfer-Encoding") == "chunked"
     assert resp.header("Content-Length") is None
+    # A long-running request: API Priority and Fairness never sees it (fact A10).
+    assert [h for h, _ in resp.header_list if h.startswith("X-Kubernetes-Pf")] == []
     [seen] = kubelet.seen()
     expected = ref["kubelet_requests_seen_by_fake_kubelet"][0]
     assert seen.method == "GET"
@@ -300,6 +302,11 @@ def test_api_server_checks_answer_like_the_reference_without_the_kubelet(
     resp = cluster.request("GET", ref["request"]["url"])
     assert resp.status == ref["response"]["status"]
     assert resp.raw.decode() == ref["response"]["body_raw"]
+    # The same headers (order aside): no API Priority and Fairness ones on pods/log.
+    # (aiohttp's own Server header is the HTTP layer's business, not this proxy's.)
+    assert sorted(h for h, _ in resp.header_list if h != "Server") == sorted(
+        h for h, _ in ref["response"]["headers"]
+    )
     assert kubelet.seen() == []
 
 

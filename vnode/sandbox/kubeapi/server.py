@@ -369,6 +369,9 @@ class KubeAPI:
         h = response.headers
         h.setdefault("Audit-Id", str(uuid.uuid4()))
         h.setdefault("Cache-Control", "no-cache, private")
+        parts = request.path.rstrip("/").split("/")
+        if parts[-1:] == ["log"] and parts[-3:-2] == ["pods"]:
+            return  # pods/log is long-running: API Priority and Fairness never sees it
         h.setdefault("X-Kubernetes-Pf-Flowschema-Uid", _FLOWSCHEMA_UID)
         h.setdefault("X-Kubernetes-Pf-Prioritylevel-Uid", _PRIORITY_LEVEL_UID)
 
@@ -443,7 +446,16 @@ class KubeAPI:
         user = request[USER_KEY]
         watching = target.watch_prefix or _bool_param(request, "watch")
         verb = self._verb(method, name, watching, res, request)
-        self._auth.authorize(user, verb, res, ns, name, sub, request.path)
+        self._auth.authorize(
+            user,
+            verb,
+            res,
+            ns,
+            name,
+            sub,
+            request.path,
+            field_selector=request.query.get("fieldSelector", ""),
+        )
         if (res.plural, "") in SUBRESOURCES and not name:
             return await SUBRESOURCES[(res.plural, "")](self, request, res, ns, name, user)
         if sub and sub != "status":
