@@ -295,3 +295,144 @@ def test_namespace_status_subresource(kubeapi: RunningKubeAPI) -> None:
     got = kubeapi.request("GET", "/api/v1/namespaces/default/status")
     assert got.status == 200
     assert got.json()["status"]["phase"] == "Active"
+
+
+def _pod_error(kubeapi: RunningKubeAPI, spec: dict[str, Any], labels: Any = None) -> Any:
+    meta: dict[str, Any] = {"name": "v"}
+    if labels is not None:
+        meta["labels"] = labels
+    got = kubeapi.request(
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec},
+    )
+    assert got.status == 422, got.raw
+    return [(c["reason"], c["field"], c["message"]) for c in got.json()["details"]["causes"]]
+
+
+def test_pod_spec_rules_a_real_server_enforces(kubeapi: RunningKubeAPI) -> None:
+    causes = _pod_error(
+        kubeapi,
+        {
+            "volumes": [
+                {"name": "data", "emptyDir": {}},
+                {"name": "data", "emptyDir": {}},
+                {"name": "none"},
+            ],
+            "containers": [
+                {
+                    "name": "m",
+                    "image": "i",
+                    "volumeMounts": [{"name": "missing", "mountPath": "/x"}],
+                    "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}},
+                }
+            ],
+        },
+    )
+    assert causes == [
+        ("FieldValueDuplicate", "spec.volumes[1].name", 'Duplicate value: "data"'),
+        ("FieldValueRequired", "spec.volumes[2]", "Required value: must specify a volume type"),
+        ("FieldValueNotFound", "spec.containers[0].volumeMounts[0].name", 'Not found: "missing"'),
+        (
+            "FieldValueInvalid",
+            "spec.containers[0].resources.requests[cpu]",
+            'Invalid value: "2": must be less than or equal to cpu limit of 1',
+        ),
+    ]
+
+
+def test_labels_must_be_valid(kubeapi: RunningKubeAPI) -> None:
+    causes = _pod_error(
+        kubeapi, {"containers": [{"name": "m", "image": "i"}]}, labels={"ok": "bad value!"}
+    )
+    assert causes[0][:2] == ("FieldValueInvalid", "metadata.labels")
+    assert causes[0][2].startswith('Invalid value: "bad value!": a valid label must be')
+
+
+def test_pod_status_rules(kubeapi: RunningKubeAPI) -> None:
+    base = "/api/v1/namespaces/default/pods"
+    kubeapi.request(
+        "POST",
+        base,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "s"},
+            "spec": {
+                "nodeName": "n",
+                "restartPolicy": "Never",
+                "containers": [{"name": "m", "image": "i"}],
+            },
+        },
+    )
+    merge = {"Content-Type": "application/merge-patch+json"}
+    ok = kubeapi.request(
+        "PATCH", f"{base}/s/status", {"status": {"podIP": "10.88.0.5"}}, headers=merge
+    ).json()
+    assert ok["status"]["podIPs"] == [{"ip": "10.88.0.5"}]
+    bad_ip = kubeapi.request(
+        "PATCH", f"{base}/s/status", {"status": {"podIP": "nope"}}, headers=merge
+    )
+    assert bad_ip.status == 422
+    assert bad_ip.json()["details"]["causes"][0]["field"] == "status.podIPs[0].ip"
+    done = {
+        "name": "m",
+        "ready": False,
+        "restartCount": 0,
+        "image": "i",
+        "imageID": "",
+        "state": {"terminated": {"exitCode": 0}},
+    }
+    assert (
+        kubeapi.request(
+            "PATCH", f"{base}/s/status", {"status": {"containerStatuses": [done]}}, headers=merge
+        ).status
+        == 200
+    )
+    again = {**done, "state": {"running": {}}}
+    back = kubeapi.request(
+        "PATCH", f"{base}/s/status", {"status": {"containerStatuses": [again]}}, headers=merge
+    )
+    assert back.status == 422
+    assert back.json()["details"]["causes"][0]["message"] == (
+        "Forbidden: may not be transitioned to non-terminated state"
+    )
+
+
+def test_event_create_rules(kubeapi: RunningKubeAPI) -> None:
+    base = "/apis/events.k8s.io/v1/namespaces/default/events"
+    got = kubeapi.request(
+        "POST",
+        base,
+        {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"name": "e"},
+            "eventTime": "2026-11-23T20:13:06.001057Z",
+            "reportingController": "vnode",
+            "reportingInstance": "i",
+            "reason": "R",
+            "type": "Normal",
+            "regarding": {"kind": "Pod", "name": "p", "namespace": "default"},
+        },
+    )
+    assert got.status == 422
+    assert got.json()["message"] == 'Event "e" is invalid: action: Required value'
+    core = kubeapi.request(
+        "POST",
+        "/api/v1/namespaces/default/events",
+        {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": "c"},
+            "involvedObject": {"kind": "Pod", "name": "p", "namespace": "other"},
+        },
+    )
+    assert core.status == 422
+    assert core.json()["details"]["causes"] == [
+        {
+            "reason": "FieldValueInvalid",
+            "field": "involvedObject.namespace",
+            "message": 'Invalid value: "other": does not match event.namespace',
+        }
+    ]

@@ -246,6 +246,15 @@ def default_pod_spec(spec: Obj) -> None:
 
 
 def _default_pod_status(status: Obj) -> None:
+    # The v1 <-> internal conversion keeps podIP and podIPs in step; the singular field
+    # wins when both are set and differ. (hostIP is left alone: capture 06/11.)
+    for single, plural in (("podIP", "podIPs"),):
+        ips = status.get(plural)
+        if status.get(single):
+            if not ips or not isinstance(ips[0], dict) or ips[0].get("ip") != status[single]:
+                status[plural] = [{"ip": status[single]}]
+        elif ips and isinstance(ips[0], dict) and ips[0].get("ip"):
+            status[single] = ips[0]["ip"]
     for cond in status.get("conditions") or []:
         if isinstance(cond, dict):
             cond.setdefault("lastProbeTime", None)
@@ -509,7 +518,9 @@ def name_errors(value: str, field: str, *, label: bool) -> list[Cause]:
     return out
 
 
-def _validate_containers(spec: Obj, path: str, key: str, out: list[Cause]) -> None:
+def _validate_containers(
+    spec: Obj, path: str, key: str, out: list[Cause], volumes: set[str]
+) -> None:
     containers = spec.get(key)
     if key == "containers" and not containers:
         out.append(_required(f"{path}.containers"))
@@ -538,6 +549,17 @@ def _validate_containers(spec: Obj, path: str, key: str, out: list[Cause]) -> No
                         "must be between 1 and 65535, inclusive",
                     )
                 )
+        for j, mount in enumerate(c.get("volumeMounts") or []):
+            mount_name = mount.get("name") if isinstance(mount, dict) else None
+            if mount_name not in volumes:
+                out.append(
+                    (
+                        "FieldValueNotFound",
+                        f"Not found: {go_quote(mount_name or '')}",
+                        f"{cpath}.volumeMounts[{j}].name",
+                    )
+                )
+        out.extend(_resource_errors(c.get("resources"), f"{cpath}.resources"))
         if name and name in seen:
             out.append(
                 ("FieldValueDuplicate", f"Duplicate value: {go_quote(name)}", f"{cpath}.name")
@@ -545,10 +567,65 @@ def _validate_containers(spec: Obj, path: str, key: str, out: list[Cause]) -> No
         seen.add(name)
 
 
+def _resource_errors(resources: Any, path: str) -> list[Cause]:
+    """Requests may not exceed limits (the real message quotes both quantities)."""
+    from vnode.sandbox.kubeapi import quantity
+
+    if not isinstance(resources, dict):
+        return []
+    limits = resources.get("limits") or {}
+    requests = resources.get("requests") or {}
+    out: list[Cause] = []
+    for name, wanted in requests.items():
+        if name not in limits:
+            continue
+        try:
+            too_big = quantity.parse(wanted) > quantity.parse(limits[name])
+        except (ValueError, TypeError, ZeroDivisionError):
+            continue
+        if too_big:
+            out.append(
+                _invalid_value(
+                    f"{path}.requests[{name}]",
+                    str(wanted),
+                    f"must be less than or equal to {name} limit of {limits[name]}",
+                )
+            )
+    return out
+
+
+def _validate_volumes(spec: Obj, path: str, out: list[Cause]) -> set[str]:
+    names: set[str] = set()
+    for i, vol in enumerate(spec.get("volumes") or []):
+        vpath = f"{path}.volumes[{i}]"
+        if not isinstance(vol, dict):
+            out.append(_invalid_value(vpath, vol, "must be an object"))
+            continue
+        name = vol.get("name") or ""
+        if not name:
+            out.append(_required(f"{vpath}.name"))
+        else:
+            out.extend(name_errors(name, f"{vpath}.name", label=True))
+        sources = [k for k in vol if k != "name"]
+        if not sources:
+            out.append(_required(vpath, "must specify a volume type"))
+        elif len(sources) > 1:
+            out.append(
+                ("FieldValueForbidden", "Forbidden: may not specify more than 1 volume type", vpath)
+            )
+        if name in names:
+            out.append(
+                ("FieldValueDuplicate", f"Duplicate value: {go_quote(name)}", f"{vpath}.name")
+            )
+        names.add(name)
+    return names
+
+
 def validate_pod_spec(spec: Obj, path: str, *, restart_policies: tuple[str, ...]) -> list[Cause]:
     out: list[Cause] = []
-    _validate_containers(spec, path, "containers", out)
-    _validate_containers(spec, path, "initContainers", out)
+    volumes = _validate_volumes(spec, path, out)
+    _validate_containers(spec, path, "containers", out, volumes)
+    _validate_containers(spec, path, "initContainers", out, volumes)
     policy = spec.get("restartPolicy")
     if policy not in restart_policies:
         supported = ", ".join(go_quote(p) for p in restart_policies)
@@ -637,6 +714,7 @@ def validate(res: Resource, obj: Obj, old: Obj | None) -> None:
             causes.append(_required("metadata.name", "name or generateName is required"))
         else:
             causes.extend(name_errors(name, "metadata.name", label=key in _LABEL_NAMED))
+    causes.extend(_metadata_map_errors(meta))
     if key == ("", "pods"):
         spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
         causes.extend(
@@ -644,14 +722,15 @@ def validate(res: Resource, obj: Obj, old: Obj | None) -> None:
         )
         if old is not None and not causes:
             causes.extend(_validate_pod_update(obj, old))
+        if old is not None:
+            causes.extend(_validate_pod_status(obj, old))
     elif key == ("batch", "jobs"):
         tspec = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
         causes.extend(
             validate_pod_spec(tspec, "spec.template.spec", restart_policies=("OnFailure", "Never"))
         )
-    elif key == ("events.k8s.io", "events") and old is None:
-        if not obj.get("eventTime"):
-            causes.append(_required("eventTime"))
+    elif res.kind == "Event" and old is None:
+        causes.extend(_event_errors(obj, meta.get("namespace") or "", res.group))
     elif key == ("coordination.k8s.io", "leases"):
         duration = (obj.get("spec") or {}).get("leaseDurationSeconds")
         if duration is not None and (not isinstance(duration, int) or duration <= 0):
@@ -661,3 +740,153 @@ def validate(res: Resource, obj: Obj, old: Obj | None) -> None:
     if causes:
         # Events are validated as the core kind, whichever API they came through.
         raise invalid(res.kind, name, causes, "" if res.kind == "Event" else res.group)
+
+
+# ------------------------------------------------------------- metadata, status
+_ANNOTATIONS_LIMIT = 256 * 1024
+
+
+def _metadata_map_errors(meta: Obj) -> list[Cause]:
+    from vnode.sandbox.kubeapi import selectors
+
+    out: list[Cause] = []
+    labels = meta.get("labels") or {}
+    if isinstance(labels, dict):
+        for k, v in labels.items():
+            for msg in selectors.qualified_name_errors(str(k)):
+                out.append(_invalid_value("metadata.labels", k, msg))
+            for msg in selectors.label_value_errors(str(v)):
+                out.append(_invalid_value("metadata.labels", v, msg))
+    annotations = meta.get("annotations") or {}
+    if isinstance(annotations, dict):
+        total = 0
+        for k, v in annotations.items():
+            for msg in selectors.qualified_name_errors(str(k).lower()):
+                out.append(_invalid_value("metadata.annotations", k, msg))
+            total += len(str(k)) + len(str(v))
+        if total > _ANNOTATIONS_LIMIT:
+            out.append(
+                (
+                    "FieldValueTooLong",
+                    f"Too long: may not be more than {_ANNOTATIONS_LIMIT} bytes",
+                    "metadata.annotations",
+                )
+            )
+    return out
+
+
+_IP_HINT = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
+
+
+def _ip_errors(status: Obj, key: str) -> list[Cause]:
+    import ipaddress
+
+    out: list[Cause] = []
+    for i, entry in enumerate(status.get(key) or []):
+        ip = entry.get("ip") if isinstance(entry, dict) else None
+        try:
+            ipaddress.ip_address(str(ip))
+        except ValueError:
+            out.append(_invalid_value(f"status.{key}[{i}].ip", ip or "", _IP_HINT))
+    return out
+
+
+def _validate_pod_status(new: Obj, old: Obj) -> list[Cause]:
+    status = new.get("status") or {}
+    out = _ip_errors(status, "podIPs") + _ip_errors(status, "hostIPs")
+    policy = (new.get("spec") or {}).get("restartPolicy")
+    if policy == "Always":
+        return out
+    old_statuses = (old.get("status") or {}).get("containerStatuses") or []
+    new_statuses = status.get("containerStatuses") or []
+    for i, before in enumerate(old_statuses):
+        terminated = ((before or {}).get("state") or {}).get("terminated")
+        if terminated is None:
+            continue
+        if terminated.get("exitCode", 0) != 0 and policy == "OnFailure":
+            continue
+        for after in new_statuses:
+            if after.get("name") == before.get("name") and not (after.get("state") or {}).get(
+                "terminated"
+            ):
+                out.append(
+                    (
+                        "FieldValueForbidden",
+                        "Forbidden: may not be transitioned to non-terminated state",
+                        f"status.containerStatuses[{i}].state",
+                    )
+                )
+    return out
+
+
+_EVENT_V1_NAMES = {
+    "regarding": "involvedObject",
+    "note": "message",
+    "deprecatedSource": "source",
+    "deprecatedFirstTimestamp": "firstTimestamp",
+    "deprecatedLastTimestamp": "lastTimestamp",
+    "deprecatedCount": "count",
+    "reportingController": "reportingComponent",
+}
+
+
+def _event_errors(obj: Obj, namespace: str, group: str) -> list[Cause]:
+    """Event create validation: legacy rules for every API, strict ones for events.k8s.io."""
+    from vnode.sandbox.kubeapi import selectors
+
+    ev = {_EVENT_V1_NAMES.get(k, k): v for k, v in obj.items()} if group else dict(obj)
+    out: list[Cause] = []
+    involved_ns = str((ev.get("involvedObject") or {}).get("namespace") or "")
+    controller_field = "reportingComponent" if not group else "reportingController"
+    if not ev.get("eventTime"):
+        if (involved_ns and namespace != involved_ns) or (
+            not involved_ns and namespace not in ("", "default")
+        ):
+            out.append(
+                _invalid_value(
+                    "involvedObject.namespace", involved_ns, "does not match event.namespace"
+                )
+            )
+    else:
+        if not involved_ns and namespace not in ("default", "kube-system"):
+            out.append(
+                _invalid_value(
+                    "involvedObject.namespace", involved_ns, "does not match event.namespace"
+                )
+            )
+        controller = str(ev.get("reportingComponent") or "")
+        if not controller:
+            out.append(_required(controller_field))
+        for msg in selectors.qualified_name_errors(controller):
+            out.append(_invalid_value(controller_field, controller, msg))
+        instance = str(ev.get("reportingInstance") or "")
+        if not instance:
+            out.append(_required("reportingInstance"))
+        elif len(instance) > 128:
+            out.append(_invalid_value("reportingInstance", "", "can have at most 128 characters"))
+        action = str(ev.get("action") or "")
+        if not action:
+            out.append(_required("action"))
+        elif len(action) > 128:
+            out.append(_invalid_value("action", "", "can have at most 128 characters"))
+        reason = str(ev.get("reason") or "")
+        if not reason:
+            out.append(_required("reason"))
+        elif len(reason) > 128:
+            out.append(_invalid_value("reason", "", "can have at most 128 characters"))
+        if len(str(ev.get("message") or "")) > 1024:
+            out.append(_invalid_value("message", "", "can have at most 1024 characters"))
+    if not group:
+        return out
+    # Strict rules for events created through events.k8s.io/v1.
+    if not ev.get("eventTime"):
+        out.append(_required("eventTime"))
+    if ev.get("type") not in ("Normal", "Warning"):
+        out.append(_invalid_value("type", "", f"has invalid value: {ev.get('type') or ''}"))
+    for key in ("firstTimestamp", "lastTimestamp", "count"):
+        if ev.get(key):
+            out.append(_invalid_value(key, "", "needs to be unset"))
+    source = ev.get("source") or {}
+    if isinstance(source, dict) and (source.get("component") or source.get("host")):
+        out.append(_invalid_value("source", "", "needs to be unset"))
+    return out
