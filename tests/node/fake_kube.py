@@ -78,7 +78,7 @@ class FakeKube:
         if method == "POST":
             target = f"{path}/{body['metadata']['name']}"
             if target in self.objects:
-                raise kube.ApiError(409, "AlreadyExists", f"{target} already exists")
+                raise kube.api_error(409, "AlreadyExists", f"{target} already exists")
             obj = copy.deepcopy(body)
             obj.setdefault("metadata", {})["uid"] = str(uuid.uuid4())
             return self.put_object(target, obj)
@@ -90,7 +90,7 @@ class FakeKube:
             stored = self.objects[target]
             sent_rv = body.get("metadata", {}).get("resourceVersion")
             if sent_rv and sent_rv != stored["metadata"]["resourceVersion"]:
-                raise kube.ApiError(409, "Conflict", "the object has been modified")
+                raise kube.api_error(409, "Conflict", "the object has been modified")
             if status_only:
                 new = copy.deepcopy(stored)
                 new["status"] = copy.deepcopy(body.get("status"))
@@ -104,7 +104,7 @@ class FakeKube:
 
 
 def not_found(path: str) -> kube.ApiError:
-    return kube.ApiError(404, "NotFound", f"{path} not found")
+    return kube.api_error(404, "NotFound", f"{path} not found")
 
 
 def install(monkeypatch: pytest.MonkeyPatch) -> FakeKube:

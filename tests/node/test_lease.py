@@ -130,7 +130,7 @@ async def test_failures_are_retried_quickly_and_logged(
     caplog.set_level(logging.WARNING, logger="vnode.node.lease")
     h.start()
     await h.advance(0.5)  # created at t=0
-    error = kube.ApiError(503, "ServiceUnavailable", "etcd is sad")
+    error = kube.api_error(503, "ServiceUnavailable", "etcd is sad")
     h.fake.fail("PUT", PATH, error, times=3)
     await h.advance(10)  # t=10.5: the renewal at t=10 failed
     assert h.keeper.failures == 1

@@ -300,7 +300,7 @@ async def test_failures_are_retried_next_check(h: Harness) -> None:
     keeper = h.keeper()
     await keeper.register()
     h.start(keeper)
-    h.fake.fail("GET", PATH, kube.ApiError(503, "ServiceUnavailable", "down"), times=2)
+    h.fake.fail("GET", PATH, kube.api_error(503, "ServiceUnavailable", "down"), times=2)
     await h.advance(60.5)
     assert h.fake.count("PUT", "/status") == 1
     assert h.task is not None and not h.task.done()

@@ -1,9 +1,8 @@
 """Connections to the Kubernetes API server, and raw JSON requests over them.
 
 vnode talks to the API server through the official asyncio client (``kubernetes.aio``)
-but mostly with plain JSON dictionaries: building the generated models costs more than
-the request, and raw objects pass straight to providers and back. :func:`request` is the
-one place that turns an HTTP answer into a dict or an :class:`ApiError`.
+with plain JSON dictionaries (see :mod:`vnode.node.cluster` for the raw calls and their
+:class:`ApiError`). This module decides where the client's configuration comes from.
 
 The Lease must never wait behind pod traffic, so the runner opens a second, independent
 client for it (:func:`connect` again: its own connection pool and its own sockets).
@@ -11,10 +10,8 @@ client for it (:func:`connect` again: its own connection pool and its own socket
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -22,51 +19,26 @@ from urllib.parse import quote
 from kubernetes.aio import client, config
 
 from vnode import __version__
-from vnode.errors import ConfigError, VnodeError
+from vnode.errors import ConfigError
+from vnode.node.cluster import DEFAULT_TIMEOUT, ApiError, request_json
 from vnode.settings import KubeSettings
 
 ApiClient = client.ApiClient
+__all__ = ["ApiClient", "ApiError", "already_exists", "api_error", "connect", "path", "request"]
 
 DEFAULT_KUBECONFIG = Path("~/.kube/config")
 IN_CLUSTER_ENV = "KUBERNETES_SERVICE_HOST"
-# Requests that hang are worse than requests that fail: the callers retry.
-DEFAULT_TIMEOUT = 30.0
 
 
-class ApiError(VnodeError):
-    """A non-2xx answer from the API server, carrying its ``Status`` body.
+def already_exists(error: ApiError) -> bool:
+    """A create that lost a race: the object is there already (409 AlreadyExists)."""
+    return error.status == 409 and error.reason == "AlreadyExists"
 
-    ``status`` is the HTTP code, ``reason`` the Status reason (``NotFound``, ``Conflict``,
-    ...). 429 and 5xx are retryable; the rest describe the request, not the moment.
-    """
 
-    def __init__(
-        self,
-        status: int,
-        reason: str,
-        message: str,
-        body: Any = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(f"{status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.body = body
-        self.retry_after = retry_after
-        self.http_status = status
-        self.retryable = status == 429 or status >= 500
-
-    @property
-    def not_found(self) -> bool:
-        return self.status == 404
-
-    @property
-    def conflict(self) -> bool:
-        return self.status == 409
-
-    @property
-    def already_exists(self) -> bool:
-        return self.status == 409 and self.reason == "AlreadyExists"
+def api_error(status: int, reason: str, message: str) -> ApiError:
+    """An ApiError as the API server would have sent it (for vnode's own give-ups)."""
+    return ApiError(status, message, body={"kind": "Status", "reason": reason, "code": status,
+                                           "message": message})  # fmt: skip
 
 
 def _kubeconfig(settings: KubeSettings) -> str | None:
@@ -135,68 +107,17 @@ async def request(
     method: str,
     resource_path: str,
     *,
-    query: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+    query: Mapping[str, str] | None = None,
     body: Any = None,
     content_type: str = "application/json",
     timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - passed to the client as its own timeout
 ) -> dict[str, Any]:
-    """Send one request and return the decoded JSON answer; raise ApiError for non-2xx."""
-    params = list(query.items()) if isinstance(query, Mapping) else list(query or [])
-    method_, url, headers, body_, post = await api.param_serialize(
-        method=method,
-        resource_path=resource_path,
-        query_params=params or None,
-        header_params={"Accept": "application/json", "Content-Type": content_type},
-        body=body,
-        auth_settings=["BearerToken"],
-    )
-    response = await api.call_api(
-        method_,
-        url,
-        header_params=headers,
-        body=body_,
-        post_params=post,
-        _request_timeout=timeout,
-        _preload_content=False,
-    )
-    raw = await response.read()
-    if response.status >= 400:
-        raise _error(response.status, raw, response.headers)
-    if not raw:
-        return {}
-    decoded: dict[str, Any] = json.loads(raw)
-    return decoded
+    """Send one request and return the decoded JSON answer; raise ApiError for non-2xx.
 
-
-def _error(status: int, raw: bytes, headers: Mapping[str, str]) -> ApiError:
-    body: Any = None
-    reason = ""
-    message = raw.decode("utf-8", "replace").strip()
-    with contextlib.suppress(ValueError):
-        body = json.loads(raw)
-    if isinstance(body, dict):
-        reason = str(body.get("reason") or "")
-        message = str(body.get("message") or message)
-    retry_after: float | None = None
-    if (value := headers.get("Retry-After")) is not None:
-        try:
-            retry_after = float(value)
-        except ValueError:
-            retry_after = None
-    return ApiError(status, reason or _REASONS.get(status, "Unknown"), message, body, retry_after)
-
-
-_REASONS = {
-    400: "BadRequest",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "NotFound",
-    405: "MethodNotAllowed",
-    409: "Conflict",
-    410: "Expired",
-    422: "Invalid",
-    429: "TooManyRequests",
-    500: "InternalError",
-    503: "ServiceUnavailable",
-    504: "Timeout",
-}
+    The Node and Lease keepers call the API only through this name, so their tests
+    replace it with an in-memory API server.
+    """
+    return await request_json(
+        api, method, resource_path, query=query, body=body, content_type=content_type,
+        request_timeout=timeout,
+    )  # fmt: skip

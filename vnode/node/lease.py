@@ -94,7 +94,7 @@ class LeaseKeeper:
         try:
             created = await kube.request(self.api, "POST", self.collection, body=body)
         except kube.ApiError as e:
-            if e.already_exists:
+            if kube.already_exists(e):
                 return None
             raise
         log.info("created Lease %s/%s", NAMESPACE, self.node_name)
@@ -124,7 +124,7 @@ class LeaseKeeper:
                 raise
             self.lease = renewed
             return renewed
-        raise kube.ApiError(409, "Conflict", f"Lease {self.node_name} kept changing")
+        raise kube.api_error(409, "Conflict", f"Lease {self.node_name} kept changing")
 
     async def run(self) -> None:
         """Renew until cancelled. Never raises: every failure is logged and retried."""

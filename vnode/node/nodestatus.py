@@ -318,7 +318,7 @@ class NodeKeeper:
             await self.post_status(capacity)
             assert self.node is not None
             return self.node
-        raise kube.ApiError(409, "Conflict", f"Node {self.name} kept changing while registering")
+        raise kube.api_error(409, "Conflict", f"Node {self.name} kept changing while registering")
 
     async def _create(self, capacity: dict[str, str]) -> dict[str, Any] | None:
         body = self.merge_node({"apiVersion": "v1", "kind": "Node",
@@ -327,7 +327,7 @@ class NodeKeeper:
         try:
             created = await kube.request(self.api, "POST", NODES, body=body)
         except kube.ApiError as e:
-            if e.already_exists:
+            if kube.already_exists(e):
                 return None
             raise
         log.info("registered Node %s (uid %s)", self.name, created["metadata"].get("uid"))
@@ -365,7 +365,7 @@ class NodeKeeper:
             self.posts += 1
             self._note_ready(before, updated.get("status") or {})
             return updated
-        raise kube.ApiError(409, "Conflict", f"Node {self.name} kept changing; status not posted")
+        raise kube.api_error(409, "Conflict", f"Node {self.name} kept changing; status not posted")
 
     async def _get_or_register(self) -> dict[str, Any]:
         try:
