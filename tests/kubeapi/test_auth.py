@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import http.client
 import json
 import shutil
@@ -1028,3 +1029,21 @@ def test_self_subject_review_names_the_caller(kubeapi: RunningKubeAPI) -> None:
             "extra": {auth.CREDENTIAL_ID: ["X509SHA256=ab"]},
         }
     }
+
+
+@pytest.mark.parametrize(
+    ("capture", "user"),
+    [("47-selfsubjectreview-nobody.json", "nobody"), ("48-selfsubjectreview-admin.json", "admin")],
+)
+def test_self_subject_review_over_http(identities: RunningKubeAPI, capture: str, user: str) -> None:
+    ref = reference(REF + capture)
+    resp = post(identities, ref["request"]["url"], ref["request"]["body"], user=user)
+    assert resp.status == 201
+    body, expected = resp.json(), json.loads(json.dumps(ref["response"]["body"]))
+    cert, _ = identities.api.pki.path(user)
+    der = ssl.PEM_cert_to_DER_cert(cert.read_text())
+    expected["metadata"]["creationTimestamp"] = body["metadata"]["creationTimestamp"]
+    expected["status"]["userInfo"]["extra"]["authentication.kubernetes.io/credential-id"] = [
+        f"X509SHA256={hashlib.sha256(der).hexdigest()}"
+    ]
+    same(body, expected)

@@ -68,10 +68,18 @@ RESOURCES: tuple[Resource, ...] = (
              categories=("all",), subresources=("status",)),
     Resource("authentication.k8s.io", "v1", "tokenreviews", "tokenreview", "TokenReview",
              False, _CREATE_ONLY, stored=False),
+    Resource("authentication.k8s.io", "v1", "selfsubjectreviews", "selfsubjectreview",
+             "SelfSubjectReview", False, _CREATE_ONLY, stored=False),
     Resource("authorization.k8s.io", "v1", "subjectaccessreviews", "subjectaccessreview",
              "SubjectAccessReview", False, _CREATE_ONLY, stored=False),
     Resource("authorization.k8s.io", "v1", "selfsubjectaccessreviews",
              "selfsubjectaccessreview", "SelfSubjectAccessReview", False, _CREATE_ONLY,
+             stored=False),
+    Resource("authorization.k8s.io", "v1", "localsubjectaccessreviews",
+             "localsubjectaccessreview", "LocalSubjectAccessReview", True, _CREATE_ONLY,
+             stored=False),
+    Resource("authorization.k8s.io", "v1", "selfsubjectrulesreviews",
+             "selfsubjectrulesreview", "SelfSubjectRulesReview", False, _CREATE_ONLY,
              stored=False),
 )
 

@@ -57,6 +57,9 @@ SUBRESOURCES: dict[tuple[str, str], SubresourceHandler] = {
     ("tokenreviews", ""): auth.handle_token_review,
     ("subjectaccessreviews", ""): auth.handle_subject_access_review,
     ("selfsubjectaccessreviews", ""): auth.handle_self_subject_access_review,
+    ("selfsubjectreviews", ""): auth.handle_self_subject_review,
+    ("localsubjectaccessreviews", ""): auth.handle_local_subject_access_review,
+    ("selfsubjectrulesreviews", ""): auth.handle_self_subject_rules_review,
 }
 
 # The in-process controllers KubeAPI.start() runs (each until cancelled).
