@@ -436,3 +436,69 @@ def test_event_create_rules(kubeapi: RunningKubeAPI) -> None:
             "message": 'Invalid value: "other": does not match event.namespace',
         }
     ]
+
+
+def test_tolerations_taints_and_provider_id(kubeapi: RunningKubeAPI) -> None:
+    causes = _pod_error(
+        kubeapi,
+        {
+            "containers": [{"name": "m", "image": "i"}],
+            "tolerations": [
+                {"key": "virtual-kubelet.io/provider", "operator": "Exists", "value": "gce"},
+                {
+                    "key": "a",
+                    "operator": "Equal",
+                    "value": "b",
+                    "effect": "NoSchedule",
+                    "tolerationSeconds": 5,
+                },
+                {"key": "a", "operator": "Equal", "value": "b", "effect": "Sometimes"},
+            ],
+        },
+    )
+    assert [c[1] for c in causes] == [
+        "spec.tolerations[0].operator",
+        "spec.tolerations[1].effect",
+        "spec.tolerations[2].effect",
+    ]
+    bad = kubeapi.request(
+        "POST",
+        "/api/v1/nodes",
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": "n"},
+            "spec": {"taints": [{"key": "k", "effect": "Never"}]},
+        },
+    )
+    assert bad.status == 422
+    assert bad.json()["details"]["causes"][0]["field"] == "spec.taints[0].effect"
+    made = kubeapi.request(
+        "POST",
+        "/api/v1/nodes",
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": "n"},
+            "spec": {"providerID": "vnode://gce/p/z/n"},
+        },
+    ).json()
+    made["spec"]["providerID"] = "gce://p/z/n"
+    moved = kubeapi.request("PUT", "/api/v1/nodes/n", made)
+    assert moved.status == 422
+    assert moved.json()["details"]["causes"][0]["field"] == "spec.providerID"
+
+
+def test_config_keys_are_checked(kubeapi: RunningKubeAPI) -> None:
+    got = kubeapi.request(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "k"},
+            "data": {"bad key": "v"},
+        },
+    )
+    assert got.status == 422
+    assert got.json()["details"]["causes"][0]["field"] == "data[bad key]"

@@ -626,6 +626,7 @@ def validate_pod_spec(spec: Obj, path: str, *, restart_policies: tuple[str, ...]
     volumes = _validate_volumes(spec, path, out)
     _validate_containers(spec, path, "containers", out, volumes)
     _validate_containers(spec, path, "initContainers", out, volumes)
+    out.extend(_toleration_errors(spec.get("tolerations") or [], f"{path}.tolerations"))
     policy = spec.get("restartPolicy")
     if policy not in restart_policies:
         supported = ", ".join(go_quote(p) for p in restart_policies)
@@ -731,6 +732,15 @@ def validate(res: Resource, obj: Obj, old: Obj | None) -> None:
         )
     elif res.kind == "Event" and old is None:
         causes.extend(_event_errors(obj, meta.get("namespace") or "", res.group))
+    elif key == ("", "nodes"):
+        causes.extend(_node_errors(obj, old))
+    elif key in (("", "configmaps"), ("", "secrets")):
+        for field_name in ("data", "binaryData"):
+            for data_key in obj.get(field_name) or {}:
+                if not _CONFIG_KEY.fullmatch(str(data_key)) or len(str(data_key)) > 253:
+                    causes.append(
+                        _invalid_value(f"{field_name}[{data_key}]", data_key, _CONFIG_KEY_MSG)
+                    )
     elif key == ("coordination.k8s.io", "leases"):
         duration = (obj.get("spec") or {}).get("leaseDurationSeconds")
         if duration is not None and (not isinstance(duration, int) or duration <= 0):
@@ -889,4 +899,109 @@ def _event_errors(obj: Obj, namespace: str, group: str) -> list[Cause]:
     source = ev.get("source") or {}
     if isinstance(source, dict) and (source.get("component") or source.get("host")):
         out.append(_invalid_value("source", "", "needs to be unset"))
+    return out
+
+
+# ------------------------------------------------------------ taints, tolerations
+_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+_CONFIG_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+_CONFIG_KEY_MSG = (
+    "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. "
+    "'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is "
+    "'[-._a-zA-Z0-9]+')"
+)
+
+
+def _effect_error(effect: Any, path: str, *, required: bool) -> list[Cause]:
+    if effect in (None, ""):
+        return [_required(path)] if required else []
+    if effect not in _EFFECTS:
+        supported = ", ".join(go_quote(e) for e in _EFFECTS)
+        return [
+            (
+                "FieldValueNotSupported",
+                f"Unsupported value: {go_quote(effect)}: supported values: {supported}",
+                path,
+            )
+        ]
+    return []
+
+
+def _toleration_errors(tolerations: list[Any], path: str) -> list[Cause]:
+    from vnode.sandbox.kubeapi import selectors
+
+    out: list[Cause] = []
+    for i, t in enumerate(tolerations):
+        if not isinstance(t, dict):
+            continue
+        tpath = f"{path}[{i}]"
+        key = t.get("key") or ""
+        if key:
+            for msg in selectors.qualified_name_errors(key):
+                out.append(_invalid_value(f"{tpath}.key", key, msg))
+        operator = t.get("operator") or "Equal"
+        if not key and operator != "Exists":
+            out.append(
+                _invalid_value(
+                    f"{tpath}.operator",
+                    operator,
+                    "operator must be Exists when `key` is empty, "
+                    'which means "match all values and all keys"',
+                )
+            )
+        if t.get("tolerationSeconds") is not None and t.get("effect") != "NoExecute":
+            out.append(
+                _invalid_value(
+                    f"{tpath}.effect",
+                    t.get("effect") or "",
+                    "effect must be 'NoExecute' when `tolerationSeconds` is set",
+                )
+            )
+        if operator == "Exists" and t.get("value"):
+            out.append(
+                _invalid_value(
+                    f"{tpath}.operator",
+                    t["value"],
+                    "value must be empty when `operator` is 'Exists'",
+                )
+            )
+        elif operator not in ("Equal", "Exists"):
+            out.append(
+                (
+                    "FieldValueNotSupported",
+                    f'Unsupported value: {go_quote(operator)}: supported values: "Equal", "Exists"',
+                    f"{tpath}.operator",
+                )
+            )
+        out.extend(_effect_error(t.get("effect"), f"{tpath}.effect", required=False))
+    return out
+
+
+def _node_errors(obj: Obj, old: Obj | None) -> list[Cause]:
+    from vnode.sandbox.kubeapi import selectors
+
+    out: list[Cause] = []
+    spec = obj.get("spec") or {}
+    for i, taint in enumerate(spec.get("taints") or []):
+        if not isinstance(taint, dict):
+            continue
+        key = taint.get("key") or ""
+        if not key:
+            out.append(_required(f"spec.taints[{i}].key"))
+        for msg in selectors.qualified_name_errors(key) if key else []:
+            out.append(_invalid_value(f"spec.taints[{i}].key", key, msg))
+        for msg in selectors.label_value_errors(str(taint.get("value") or "")):
+            out.append(_invalid_value(f"spec.taints[{i}].value", taint.get("value"), msg))
+        out.extend(_effect_error(taint.get("effect"), f"spec.taints[{i}].effect", required=True))
+    if old is not None:
+        before = (old.get("spec") or {}).get("providerID") or ""
+        after = spec.get("providerID") or ""
+        if before and before != after:
+            out.append(
+                (
+                    "FieldValueForbidden",
+                    'Forbidden: node updates may not change providerID except from "" to valid',
+                    "spec.providerID",
+                )
+            )
     return out
