@@ -259,6 +259,15 @@ def test_other_kubelet_statuses_are_generic_server_responses(
     assert body["reason"] == expected
 
 
+def test_long_kubelet_error_bodies_are_cut_at_50000_bytes(
+    cluster: RunningKubeAPI, kubelet: FakeKubelet
+) -> None:
+    kubelet.error = (400, "x" * 70000)
+    resp = cluster.request("GET", POD_LOG.format("ref-web") + "?container=main")
+    assert resp.status == 400
+    assert resp.json()["message"] == "x" * 50000
+
+
 def test_kubelet_not_listening_is_a_go_style_dial_error(cluster: RunningKubeAPI) -> None:
     ref = reference("03-pods-log-kubelet/raw-kubelet-connection-refused.json")
     port = _free_port()

@@ -384,9 +384,20 @@ async def _proxy(
             if 300 <= upstream.status < 400:
                 raise StatusError(500, None, f'Get "{url}": redirects forbidden')
             if not 200 <= upstream.status <= 206:
-                body = await upstream.content.read(_MAX_ERROR_BODY)
-                raise kubelet_error(upstream.status, body, name)
+                raise kubelet_error(upstream.status, await _error_body(upstream), name)
             return await _stream(request, upstream)
+
+
+async def _error_body(upstream: aiohttp.ClientResponse) -> bytes:
+    """The start of a kubelet's error body (io.LimitReader over it, as the real checker)."""
+    body = bytearray()
+    with contextlib.suppress(aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+        while len(body) < _MAX_ERROR_BODY:
+            chunk = await upstream.content.read(_MAX_ERROR_BODY - len(body))
+            if not chunk:
+                break
+            body.extend(chunk)
+    return bytes(body)
 
 
 async def _stream(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
@@ -416,8 +427,6 @@ async def _stream(request: web.Request, upstream: aiohttp.ClientResponse) -> web
         # Either side hung up mid-stream: nothing more can be sent to the client.
         pass
     finally:
-        if read is not None and not read.done():
-            read.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await read
+        if read is not None:
+            read.cancel()  # closing the session below ends the kubelet connection
     return out
