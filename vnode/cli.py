@@ -9,12 +9,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, NoReturn, cast
 
 from vnode import __version__
+from vnode.errors import ConfigError
+from vnode.settings import (
+    KubeletAPISettings,
+    KubeSettings,
+    LeaseSettings,
+    NodeSettings,
+    PodControllerSettings,
+    Settings,
+    Taint,
+    parse_capacity,
+    parse_label,
+    validate,
+)
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def _setup_logging(level: str) -> None:
@@ -36,12 +54,24 @@ def _add_sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         description="Run the sandbox emulators on loopback until SIGINT/SIGTERM. When ready, "
         "DIR holds kubeconfig, sandbox.env and, last, ready.",
     )
-    p.add_argument("--state-dir", type=Path, required=True, metavar="DIR",
-                   help="where to write credentials, kubeconfig, sandbox.env and ready")
-    p.add_argument("--no-kube", action="store_true",
-                   help="leave the Kubernetes API out (to run vnode against a real cluster)")
-    p.add_argument("--kube-port", type=int, default=0,
-                   help="port for the Kubernetes API (default: any free port)")
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="where to write credentials, kubeconfig, sandbox.env and ready",
+    )
+    p.add_argument(
+        "--no-kube",
+        action="store_true",
+        help="leave the Kubernetes API out (to run vnode against a real cluster)",
+    )
+    p.add_argument(
+        "--kube-port",
+        type=int,
+        default=0,
+        help="port for the Kubernetes API (default: any free port)",
+    )
     p.set_defaults(func=_cmd_sandbox)
 
 
@@ -52,12 +82,279 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- vnode run ------------------------------------------------------------------------------
+
+# Flags of `vnode run` whose value may also come from the environment: flag -> env var.
+# Every one is VNODE_<FLAG> (dashes as underscores); a few also fall back to a standard one.
+ENV_FALLBACKS = {"--kubeconfig": ("KUBECONFIG",), "--internal-ip": ("VNODE_POD_IP",)}
+ENV_LIST_SEPARATOR = ","
+
+
+def env_name(flag: str) -> str:
+    return "VNODE_" + flag.lstrip("-").upper().replace("-", "_")
+
+
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the virtual Node",
+        description="Register a Node, keep its Lease and status, run the pods bound to it "
+        "through the provider and serve the kubelet API. Every flag can also be given as "
+        "an environment variable VNODE_<FLAG> (e.g. VNODE_NODE_NAME); list flags take a "
+        f"'{ENV_LIST_SEPARATOR}'-separated value there. Flags win over the environment.",
+    )
+    d = Settings()
+    add = p.add_argument
+    add(
+        "--provider",
+        metavar="gce|MODULE:ATTR",
+        help="the backend: gce, or package.module:attribute naming a Provider or a factory "
+        f"called with no arguments (default: {d.provider})",
+    )
+    add("--node-name", metavar="NAME", help=f"the Node's name (default: {d.node.name})")
+    add(
+        "--kubeconfig",
+        metavar="FILE",
+        help="kubeconfig for the API server (also KUBECONFIG; default: in-cluster config, "
+        "then ~/.kube/config)",
+    )
+    add(
+        "--kubelet-address",
+        metavar="IP",
+        help=f"address the kubelet API listens on (default: {d.kubelet_api.address})",
+    )
+    add(
+        "--kubelet-port",
+        metavar="PORT",
+        help=f"port of the kubelet API; 0 picks a free one (default: {d.kubelet_api.port})",
+    )
+    add(
+        "--client-ca-file",
+        metavar="FILE",
+        help="CA for client certificates of kubelet API callers (the API server's)",
+    )
+    add(
+        "--tls-cert-file",
+        metavar="FILE",
+        help="serving certificate of the kubelet API (default: one generated at start)",
+    )
+    add("--tls-key-file", metavar="FILE", help="key of --tls-cert-file")
+    add(
+        "--internal-ip",
+        metavar="IP",
+        help="the Node's InternalIP, where the API server reaches the kubelet API "
+        "(default: VNODE_POD_IP in a cluster, else 127.0.0.1)",
+    )
+    add(
+        "--taint",
+        action="append",
+        metavar="KEY[=VALUE]:EFFECT",
+        help="a Node taint (repeatable); replaces the default "
+        f"{d.node.taints[0].key}={d.node.taints[0].value}:{d.node.taints[0].effect}; "
+        "--taint '' leaves the Node untainted",
+    )
+    add(
+        "--no-default-taint", action="store_true", default=None, help="do not add the default taint"
+    )
+    add("--label", action="append", metavar="KEY=VALUE", help="an extra Node label (repeatable)")
+    add(
+        "--capacity",
+        action="append",
+        metavar="RESOURCE=QUANTITY",
+        help="Node capacity (repeatable, e.g. cpu=64, memory=256Gi, nvidia.com/gpu=8); "
+        "a provider that reports capacity wins",
+    )
+    add("--region", help="topology.kubernetes.io/region label")
+    add("--zone", help="topology.kubernetes.io/zone label")
+    add("--provider-id", metavar="ID", help="spec.providerID (default: the provider's)")
+    add("--workers", metavar="N", help=f"pods reconciled at once (default: {d.pods.workers})")
+    add(
+        "--status-period",
+        metavar="SECONDS",
+        help=f"seconds between pod status polls (default: {d.pods.status_period:g})",
+    )
+    add(
+        "--node-status-period",
+        metavar="SECONDS",
+        help=f"seconds between unchanged Node status posts (default: {d.node.status_period:g})",
+    )
+    add("--log-level", dest="run_log_level", choices=LOG_LEVELS, help="log verbosity")
+    adv = p.add_argument_group("advanced (tests and tuning)")
+    adv.add_argument(
+        "--lease-duration",
+        metavar="SECONDS",
+        help=f"leaseDurationSeconds (default: {d.lease.duration_seconds})",
+    )
+    adv.add_argument(
+        "--lease-renew-interval",
+        metavar="SECONDS",
+        help=f"seconds between Lease renewals (default: {d.lease.renew_interval:g})",
+    )
+    adv.add_argument(
+        "--lease-retry-interval",
+        metavar="SECONDS",
+        help=f"seconds between retries of a failed renewal (default: {d.lease.retry_interval:g})",
+    )
+    adv.add_argument(
+        "--node-check-period",
+        metavar="SECONDS",
+        help=f"seconds between checks for a changed Node status (default: {d.node.check_period:g})",
+    )
+    adv.add_argument(
+        "--shutdown-timeout",
+        metavar="SECONDS",
+        help=f"bound on a graceful stop (default: {d.shutdown_timeout:g})",
+    )
+    p.set_defaults(func=_cmd_run, run_parser=p)
+
+
+def _from_env(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, environ: Mapping[str, str]
+) -> dict[str, Any]:
+    """Each flag's value: from the command line, else its VNODE_* variable, else None."""
+    values: dict[str, Any] = {}
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help",):
+            continue
+        flag = action.option_strings[0]
+        value = getattr(args, action.dest, None)
+        if value is None:
+            for name in (env_name(flag), *ENV_FALLBACKS.get(flag, ())):
+                if name in environ:
+                    raw = environ[name]
+                    if isinstance(action, argparse._AppendAction):
+                        value = [v.strip() for v in raw.split(ENV_LIST_SEPARATOR)]
+                    elif isinstance(action, argparse._StoreTrueAction):
+                        value = _truthy(name, raw)
+                    else:
+                        value = raw
+                    break
+        values[flag] = value
+    return values
+
+
+def _truthy(name: str, raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"invalid {name}={raw!r}: expected true or false")
+
+
+def _convert(flag: str, raw: str, kind: Callable[[str], Any], what: str) -> Any:
+    try:
+        return kind(raw.strip())
+    except ValueError:
+        raise ConfigError(f"invalid {flag} {raw!r}: expected {what}") from None
+
+
+def settings_from(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, environ: Mapping[str, str]
+) -> Settings:
+    """Build the Settings of `vnode run` from its flags and VNODE_* variables; ConfigError
+    (one sentence) when a value cannot be read. :func:`vnode.settings.validate` follows."""
+    v = _from_env(args, parser, environ)
+    d = Settings()
+
+    def given(flag: str) -> Any:
+        return v.get(flag)
+
+    def number(flag: str, default: float) -> float:
+        raw = given(flag)
+        return default if raw is None else float(_convert(flag, raw, float, "a number"))
+
+    def integer(flag: str, default: int) -> int:
+        raw = given(flag)
+        return default if raw is None else int(_convert(flag, raw, int, "an integer"))
+
+    def path(flag: str, default: Path | None) -> Path | None:
+        raw = given(flag)
+        return Path(raw).expanduser() if raw else default
+
+    taints: tuple[Taint, ...] = d.node.taints
+    if given("--taint") is not None:
+        taints = tuple(Taint.parse(t.strip()) for t in given("--taint") if t.strip())
+    if given("--no-default-taint"):
+        taints = tuple(t for t in taints if t not in d.node.taints)
+    labels = dict(parse_label(t.strip()) for t in given("--label") or [] if t.strip())
+    capacity = dict(d.node.capacity)
+    capacity.update(parse_capacity(c.strip()) for c in given("--capacity") or [] if c.strip())
+
+    node = dataclasses.replace(
+        NodeSettings(),
+        name=given("--node-name") or d.node.name,
+        labels=labels,
+        taints=taints,
+        capacity=capacity,
+        internal_ip=(given("--internal-ip") or "").strip(),
+        region=given("--region") or "",
+        zone=given("--zone") or "",
+        provider_id=given("--provider-id") or "",
+        status_period=number("--node-status-period", d.node.status_period),
+        check_period=number("--node-check-period", d.node.check_period),
+    )
+    return Settings(
+        provider=given("--provider") or d.provider,
+        node=node,
+        lease=LeaseSettings(
+            duration_seconds=integer("--lease-duration", d.lease.duration_seconds),
+            renew_interval=number("--lease-renew-interval", d.lease.renew_interval),
+            retry_interval=number("--lease-retry-interval", d.lease.retry_interval),
+        ),
+        kubelet_api=KubeletAPISettings(
+            address=given("--kubelet-address") or d.kubelet_api.address,
+            port=integer("--kubelet-port", d.kubelet_api.port),
+            cert_file=path("--tls-cert-file", None),
+            key_file=path("--tls-key-file", None),
+            client_ca_file=path("--client-ca-file", None),
+        ),
+        pods=dataclasses.replace(
+            PodControllerSettings(),
+            workers=integer("--workers", d.pods.workers),
+            status_period=number("--status-period", d.pods.status_period),
+        ),
+        kube=KubeSettings(kubeconfig=path("--kubeconfig", None)),
+        shutdown_timeout=number("--shutdown-timeout", d.shutdown_timeout),
+    )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    try:
+        level = args.run_log_level or os.environ.get(env_name("--log-level"))
+        if level:
+            if level.lower() not in LOG_LEVELS:
+                raise ConfigError(f"invalid log level {level!r}: one of {', '.join(LOG_LEVELS)}")
+            logging.getLogger().setLevel(level.upper())
+        settings = settings_from(args, args.run_parser, os.environ)
+        validate(settings)
+        from vnode.node.runner import run
+
+        return int(asyncio.run(run(settings)))
+    except ConfigError as e:
+        print(f"vnode run: error: {e}", file=sys.stderr)
+        return 2
+
+
+# -- the command --------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (and exit 2), like every other invalid setting."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vnode", description=__doc__.splitlines()[0])
-    parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = _Parser(prog="vnode", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+    sub = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", required=True, metavar="COMMAND"),
+    )
     sub.add_parser("version", help="print the version").set_defaults(func=_cmd_version)
+    _add_run(sub)
     _add_sandbox(sub)
     return parser
 
