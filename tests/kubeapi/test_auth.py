@@ -1047,3 +1047,46 @@ def test_self_subject_review_over_http(identities: RunningKubeAPI, capture: str,
         f"X509SHA256={hashlib.sha256(der).hexdigest()}"
     ]
     same(body, expected)
+
+
+def test_official_client_round_trip(kubeapi: RunningKubeAPI, k8s: Any) -> None:
+    from kubernetes import client
+
+    core, authn, authz = (
+        client.CoreV1Api(k8s),
+        client.AuthenticationV1Api(k8s),
+        (client.AuthorizationV1Api(k8s)),
+    )
+    core.create_namespaced_service_account(
+        "default", client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="robot"))
+    )
+    minted = core.create_namespaced_service_account_token(
+        "robot",
+        "default",
+        (
+            client.AuthenticationV1TokenRequest(
+                spec=client.V1TokenRequestSpec(audiences=["vnode"], expiration_seconds=600)
+            )
+        ),
+    )
+    assert minted.status.expiration_timestamp is not None
+    review = authn.create_token_review(
+        client.V1TokenReview(
+            spec=client.V1TokenReviewSpec(token=minted.status.token, audiences=["vnode"])
+        )
+    )
+    assert review.status.authenticated is True
+    assert review.status.user.username == "system:serviceaccount:default:robot"
+    assert review.status.audiences == ["vnode"]
+    sar = authz.create_subject_access_review(
+        client.V1SubjectAccessReview(
+            spec=client.V1SubjectAccessReviewSpec(
+                user="system:serviceaccount:default:robot",
+                groups=["system:serviceaccounts", "system:authenticated"],
+                resource_attributes=client.V1ResourceAttributes(
+                    verb="get", resource="nodes", subresource="log", name="n1"
+                ),
+            )
+        )
+    )
+    assert (sar.status.allowed, sar.status.reason) == (False, None)
