@@ -20,7 +20,13 @@ module is a small, honest stand-in for that chain, answering with the real wordi
 - the name-only NodeRestriction checks (a node may not modify another Node, delete pods or
   write the status of pods not bound to it; token requests must be bound to its pods);
 - the create-only review kinds (TokenReview, SubjectAccessReview,
-  SelfSubjectAccessReview, SelfSubjectReview) and ``serviceaccounts/<name>/token``.
+  LocalSubjectAccessReview, SelfSubjectAccessReview, SelfSubjectRulesReview,
+  SelfSubjectReview) and ``serviceaccounts/<name>/token`` (TokenRequest).
+
+Not modelled: NodeRestriction's checks that need the request body (a kubelet creating
+only mirror pods, its own Node and Lease names on create, taint and label changes);
+the real server's short cache of successful token authentications; legacy
+Secret-based tokens.
 """
 
 from __future__ import annotations
