@@ -502,3 +502,15 @@ def test_config_keys_are_checked(kubeapi: RunningKubeAPI) -> None:
     )
     assert got.status == 422
     assert got.json()["details"]["causes"][0]["field"] == "data[bad key]"
+
+
+def test_table_in_v1beta1_when_only_that_is_asked_for(kubeapi: RunningKubeAPI) -> None:
+    ref = reference("02-kubectl/table-variants/pods-table-v1beta1-only.json")
+    _existing_ref_err(kubeapi)
+    got = kubeapi.request(
+        "GET",
+        "/api/v1/namespaces/default/pods",
+        headers={"Accept": ref["request"]["headers"]["Accept"]},
+    )
+    assert got.status == 200
+    assert got.json()["apiVersion"] == ref["response"]["body"]["apiVersion"]

@@ -133,10 +133,14 @@ def _media_types(accept: str) -> list[tuple[str, dict[str, str]]]:
     return out
 
 
-def negotiate(accept: str) -> tuple[str, str]:
-    """(format, as) for an Accept header: format json|yaml, as ''|Table|PartialObjectMetadata*."""
+def negotiate(accept: str) -> tuple[str, str, str]:
+    """(format, as, meta version) for an Accept header.
+
+    format is json|yaml; as is ''|Table|PartialObjectMetadata[List]; the meta.k8s.io version
+    (v1 or v1beta1) is what a Table or partial-metadata answer is labelled with.
+    """
     if not accept.strip():
-        return "json", ""
+        return "json", "", "v1"
     for mime, params in _media_types(accept):
         if mime in ("application/json", "*/*", "application/*", "application/yaml"):
             kind = params.get("as", "")
@@ -145,7 +149,8 @@ def negotiate(accept: str) -> tuple[str, str]:
                     continue
                 if kind not in ("Table", "PartialObjectMetadata", "PartialObjectMetadataList"):
                     continue
-            return ("yaml" if mime == "application/yaml" else "json"), kind
+            fmt = "yaml" if mime == "application/yaml" else "json"
+            return fmt, kind, params.get("v", "v1")
     raise StatusError(406, "NotAcceptable", _NOT_ACCEPTABLE, details={})
 
 
@@ -516,20 +521,24 @@ class KubeAPI:
         as_kind: str,
         list_meta: Obj | None,
         single: Obj | None,
+        meta_version: str = "v1",
     ) -> Any:
+        api_version = f"meta.k8s.io/{meta_version}"
         if as_kind == "Table":
-            return tables.to_table(
+            table = tables.to_table(
                 res,
                 objects,
                 include_object=request.query.get("includeObject", "Metadata"),
                 now=self.clock.now(),
                 list_meta=list_meta,
             )
+            table["apiVersion"] = api_version
+            return table
         if as_kind.startswith("PartialObjectMetadata"):
             items = [
                 {
                     "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
+                    "apiVersion": api_version,
                     "metadata": o.get("metadata", {}),
                 }
                 for o in objects
@@ -538,26 +547,32 @@ class KubeAPI:
                 return items[0]
             return {
                 "kind": "PartialObjectMetadataList",
-                "apiVersion": "meta.k8s.io/v1",
+                "apiVersion": api_version,
                 "metadata": list_meta or {},
                 "items": items,
             }
         return single
 
     def _get(self, request: web.Request, res: Resource, ns: str, name: str) -> web.Response:
-        fmt, as_kind = negotiate(request.headers.get("Accept", ""))
+        fmt, as_kind, meta_version = negotiate(request.headers.get("Accept", ""))
         obj = self.store.get(res, ns, name)
         if as_kind:
             return _render(
                 self._table_or_object(
-                    request, res, [obj], as_kind=as_kind, list_meta=None, single=obj
+                    request,
+                    res,
+                    [obj],
+                    as_kind=as_kind,
+                    list_meta=None,
+                    single=obj,
+                    meta_version=meta_version,
                 ),
                 fmt,
             )
         return _render(obj, fmt)
 
     def _list(self, request: web.Request, res: Resource, ns: str) -> web.Response:
-        fmt, as_kind = negotiate(request.headers.get("Accept", ""))
+        fmt, as_kind, meta_version = negotiate(request.headers.get("Accept", ""))
         q = request.query
         limit = _int_param(request, "limit") or 0
         token = q.get("continue", "")
@@ -582,7 +597,13 @@ class KubeAPI:
         if as_kind:
             return _render(
                 self._table_or_object(
-                    request, res, items, as_kind=as_kind, list_meta=meta, single=None
+                    request,
+                    res,
+                    items,
+                    as_kind=as_kind,
+                    list_meta=meta,
+                    single=None,
+                    meta_version=meta_version,
                 ),
                 fmt,
             )
@@ -653,7 +674,7 @@ class KubeAPI:
         return resp
 
     async def _create(self, request: web.Request, res: Resource, ns: str) -> web.Response:
-        fmt, _ = negotiate(request.headers.get("Accept", ""))
+        fmt, _, _ = negotiate(request.headers.get("Accept", ""))
         obj, warnings = await self._read_object(request, res)
         meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else None
         if res.namespaced and meta and meta.get("namespace") and meta["namespace"] != ns:
@@ -671,7 +692,7 @@ class KubeAPI:
     async def _update(
         self, request: web.Request, res: Resource, ns: str, name: str, sub: str | None
     ) -> web.Response:
-        fmt, _ = negotiate(request.headers.get("Accept", ""))
+        fmt, _, _ = negotiate(request.headers.get("Accept", ""))
         obj, warnings = await self._read_object(request, res)
         meta = obj.setdefault("metadata", {})
         if meta.get("name") and meta["name"] != name:
@@ -700,7 +721,7 @@ class KubeAPI:
     ) -> web.Response:
         from vnode.sandbox.kubeapi import patches
 
-        fmt, _ = negotiate(request.headers.get("Accept", ""))
+        fmt, _, _ = negotiate(request.headers.get("Accept", ""))
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if content_type not in patches.PATCH_TYPES:
             raise StatusError(
@@ -730,7 +751,7 @@ class KubeAPI:
     async def _delete(
         self, request: web.Request, res: Resource, ns: str, name: str
     ) -> web.Response:
-        fmt, _ = negotiate(request.headers.get("Accept", ""))
+        fmt, _, _ = negotiate(request.headers.get("Accept", ""))
         options = await _delete_options(request)
         grace = options.get("gracePeriodSeconds")
         if grace is None:
@@ -749,7 +770,7 @@ class KubeAPI:
     async def _delete_collection(
         self, request: web.Request, res: Resource, ns: str
     ) -> web.Response:
-        fmt, _ = negotiate(request.headers.get("Accept", ""))
+        fmt, _, _ = negotiate(request.headers.get("Accept", ""))
         options = await _delete_options(request)
         grace = options.get("gracePeriodSeconds")
         if grace is None:
@@ -786,7 +807,7 @@ class KubeAPI:
     async def _watch(
         self, request: web.Request, res: Resource, ns: str, name: str
     ) -> web.StreamResponse:
-        _, as_kind = negotiate(request.headers.get("Accept", ""))
+        _, as_kind, meta_version = negotiate(request.headers.get("Accept", ""))
         q = request.query
         if _bool_param(request, "sendInitialEvents"):
             raise _list_options_invalid(
@@ -827,6 +848,7 @@ class KubeAPI:
                     watch,
                     res,
                     as_kind=as_kind,
+                    meta_version=meta_version,
                     limit=timeout,
                     bookmarks=_bool_param(request, "allowWatchBookmarks"),
                 )
@@ -848,6 +870,7 @@ class KubeAPI:
         res: Resource,
         *,
         as_kind: str,
+        meta_version: str,
         limit: int | None,
         bookmarks: bool,
     ) -> None:
@@ -891,6 +914,7 @@ class KubeAPI:
                 table = tables.to_table(
                     res, [obj], now=self.clock.now(), with_column_definitions=first_table
                 )
+                table["apiVersion"] = f"meta.k8s.io/{meta_version}"
                 if not first_table:
                     table["columnDefinitions"] = None
                 first_table = False
