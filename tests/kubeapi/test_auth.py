@@ -1090,3 +1090,77 @@ def test_official_client_round_trip(kubeapi: RunningKubeAPI, k8s: Any) -> None:
         )
     )
     assert (sar.status.allowed, sar.status.reason) == (False, None)
+
+
+# ------------------------------------------- NodeRestriction checks that need the object
+KUBELET = auth.User("system:node:vk-node", ("system:nodes", "system:authenticated"))
+
+
+def _denied(kubeapi: RunningKubeAPI, kind: str, group: str = "", **kwargs: Any) -> str:
+    res = resources.by_kind(group, kind)
+    with pytest.raises(auth.StatusError) as err:
+        kubeapi.call(lambda: kubeapi.api.auth.admit(KUBELET, res, **kwargs))
+    assert err.value.code == 403
+    return err.value.message
+
+
+def test_node_restriction_on_nodes(kubeapi: RunningKubeAPI) -> None:
+    res = resources.by_kind("", "Node")
+    mine = {
+        "metadata": {
+            "name": "vk-node",
+            "labels": {
+                "kubernetes.io/hostname": "vk-node",
+                "type": "virtual-kubelet",
+                "node.kubernetes.io/exclude-from-external-load-balancers": "true",
+            },
+        },
+        "spec": {
+            "taints": [
+                {"key": "virtual-kubelet.io/provider", "value": "gce", "effect": "NoSchedule"}
+            ]
+        },
+    }
+    kubeapi.api.auth.admit(KUBELET, res, subresource="", operation="create", obj=mine)
+    assert _denied(
+        kubeapi, "Node", subresource="", operation="create", obj={"metadata": {"name": "other"}}
+    ) == ('nodes "other" is forbidden: node "vk-node" is not allowed to modify node "other"')
+    role = {"metadata": {"name": "vk-node", "labels": {"kubernetes.io/role": "agent"}}}
+    assert _denied(kubeapi, "Node", subresource="", operation="create", obj=role) == (
+        'nodes "vk-node" is forbidden: node "vk-node" is not allowed to set the following '
+        "labels: kubernetes.io/role"
+    )
+    untainted = {"metadata": mine["metadata"], "spec": {}}
+    assert _denied(
+        kubeapi, "Node", subresource="", operation="update", obj=untainted, old=mine
+    ) == ('nodes "vk-node" is forbidden: node "vk-node" is not allowed to modify taints')
+    kubeapi.api.auth.admit(
+        KUBELET, res, subresource="status", operation="update", obj=mine, old=mine
+    )
+    # Anyone but a kubelet is not restricted.
+    admin = auth.User("admin", ("system:masters", "system:authenticated"))
+    kubeapi.api.auth.admit(admin, res, subresource="", operation="create", obj=role)
+
+
+def test_node_restriction_on_leases_and_pods(kubeapi: RunningKubeAPI) -> None:
+    assert _denied(
+        kubeapi,
+        "Lease",
+        "coordination.k8s.io",
+        subresource="",
+        operation="create",
+        obj={"metadata": {"name": "other"}},
+    ) == (
+        'leases.coordination.k8s.io "other" is forbidden: can only access node lease with the '
+        "same name as the requesting node"
+    )
+    pod = {"metadata": {"name": "p"}, "spec": {"nodeName": "vk-node", "containers": []}}
+    assert _denied(kubeapi, "Pod", subresource="", operation="create", obj=pod) == (
+        'pods "p" is forbidden: pod does not have "kubernetes.io/config.mirror" annotation, '
+        'node "vk-node" can only create mirror pods'
+    )
+    old = {"metadata": {"name": "p", "labels": {"a": "1"}}}
+    new = {"metadata": {"name": "p", "labels": {"a": "2"}}}
+    assert _denied(kubeapi, "Pod", subresource="status", operation="update", obj=new, old=old) == (
+        'pods "p" is forbidden: node "vk-node" cannot update labels through pod status'
+    )

@@ -694,7 +694,9 @@ class Auth:
                 return False, "cannot read subresource"
             if not a.namespace:
                 return False, "can only read namespaced object of this type"
-            return self._related(node, a, self._referenced)
+            return self._related(
+                node, a, lambda n, ns, name: self._referenced(n, ns, name, a.resource)
+            )
         if gr == ("", "serviceaccounts"):
             if a.verb != "create" or not a.name:
                 return False, "can only create tokens for individual service accounts"
@@ -769,8 +771,10 @@ class Auth:
             for p in self._node_pods(node, namespace)
         )
 
-    def _referenced(self, node: str, namespace: str, name: str) -> bool:
-        return any(name in pod_references(p) for p in self._node_pods(node, namespace))
+    def _referenced(self, node: str, namespace: str, name: str, kind: str) -> bool:
+        return any(
+            name in pod_references_by_kind(p)[kind] for p in self._node_pods(node, namespace)
+        )
 
     def _node_restriction(self, node: str, a: Attributes) -> None:
         """NodeRestriction admission, for the checks that need only names."""
@@ -800,6 +804,163 @@ class Auth:
         else:
             return
         raise _forbidden("", "pods", a.name, why)
+
+    def admit(
+        self,
+        user: User,
+        res: Resource,
+        *,
+        subresource: str,
+        operation: str,
+        obj: Obj | None,
+        old: Obj | None = None,
+    ) -> None:
+        """NodeRestriction's checks that need the object: call before a write commits.
+
+        ``operation`` is ``"create"`` or ``"update"`` (a patch is an update of the patched
+        object); ``obj`` is the object as it would be stored, ``old`` the stored one.
+        Only kubelet identities are restricted; anyone else passes.
+        """
+        node = node_name_of(user)
+        if node is None or MASTERS in user.groups or obj is None:
+            return
+        name = str((obj.get("metadata") or {}).get("name", ""))
+        gr = (res.group, res.plural)
+        if gr == ("", "nodes"):
+            _admit_node(node, name, operation, obj, old)
+        elif gr == ("coordination.k8s.io", "leases") and name != node:
+            raise _forbidden(
+                res.group,
+                res.plural,
+                name,
+                "can only access node lease with the same name as the requesting node",
+            )
+        elif gr == ("", "pods") and not subresource and operation == "create":
+            _admit_mirror_pod(node, name, obj, self._find(resources.by_kind("", "Node"), "", node))
+        elif gr == ("", "pods") and subresource == "status" and old is not None:
+            labels = (obj.get("metadata") or {}).get("labels") or {}
+            if labels != ((old.get("metadata") or {}).get("labels") or {}):
+                raise _forbidden(
+                    "", "pods", name, f'node "{node}" cannot update labels through pod status'
+                )
+
+
+def _admit_node(node: str, name: str, operation: str, obj: Obj, old: Obj | None) -> None:
+    def deny(why: str) -> StatusError:
+        return _forbidden("", "nodes", name, why)
+
+    if name != node:
+        raise deny(f'node "{node}" is not allowed to modify node "{name}"')
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    if operation == "create":
+        forbidden_labels = _forbidden_node_labels(labels, {})
+        if forbidden_labels:
+            raise deny(
+                f'node "{node}" is not allowed to set the following labels: '
+                + ", ".join(forbidden_labels)
+            )
+        return
+    if old is None:
+        return
+    if ((obj.get("spec") or {}).get("taints") or []) != (
+        (old.get("spec") or {}).get("taints") or []
+    ):
+        raise deny(f'node "{node}" is not allowed to modify taints')
+    forbidden_labels = _forbidden_node_labels(
+        labels, (old.get("metadata") or {}).get("labels") or {}
+    )
+    if forbidden_labels:
+        raise deny("is not allowed to modify labels: " + ", ".join(forbidden_labels))
+
+
+# Labels a kubelet may set on its own Node (``kubeletapis.IsKubeletLabel``).
+_KUBELET_LABELS = frozenset(
+    {
+        "kubernetes.io/hostname",
+        "topology.kubernetes.io/zone",
+        "topology.kubernetes.io/region",
+        "failure-domain.beta.kubernetes.io/zone",
+        "failure-domain.beta.kubernetes.io/region",
+        "beta.kubernetes.io/instance-type",
+        "node.kubernetes.io/instance-type",
+        "kubernetes.io/os",
+        "kubernetes.io/arch",
+        "beta.kubernetes.io/os",
+        "beta.kubernetes.io/arch",
+    }
+)
+_KUBELET_LABEL_NAMESPACES = ("kubelet.kubernetes.io", "node.kubernetes.io")
+
+
+def _label_namespace(key: str) -> str:
+    prefix, slash, _ = key.partition("/")
+    return prefix if slash else ""
+
+
+def _under(namespace: str, domain: str) -> bool:
+    return namespace == domain or namespace.endswith("." + domain)
+
+
+def _forbidden_node_labels(new: Mapping[str, Any], old: Mapping[str, Any]) -> list[str]:
+    """Changed labels a kubelet may not touch: node-restriction ones, unknown k8s ones."""
+    changed = {k for k in set(new) | set(old) if new.get(k) != old.get(k)}
+    out = []
+    for key in changed:
+        ns = _label_namespace(key)
+        kubelet_label = key in _KUBELET_LABELS or any(
+            _under(ns, d) for d in _KUBELET_LABEL_NAMESPACES
+        )
+        restricted = _under(ns, "node-restriction.kubernetes.io")
+        kubernetes = _under(ns, "kubernetes.io") or _under(ns, "k8s.io")
+        if restricted or (kubernetes and not kubelet_label):
+            out.append(key)
+    return sorted(out)
+
+
+def _admit_mirror_pod(node: str, name: str, pod: Obj, node_obj: Obj | None) -> None:
+    """A kubelet may create only mirror pods of its static pods, bound to itself."""
+
+    def deny(why: str) -> StatusError:
+        return _forbidden("", "pods", name, why)
+
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    if "kubernetes.io/config.mirror" not in (meta.get("annotations") or {}):
+        raise deny(
+            f'pod does not have "kubernetes.io/config.mirror" annotation, node "{node}" '
+            "can only create mirror pods"
+        )
+    if spec.get("nodeName") != node:
+        raise deny(f'node "{node}" can only create pods with spec.nodeName set to itself')
+    owners = meta.get("ownerReferences") or []
+    if len(owners) > 1:
+        raise deny(
+            f'node "{node}" can only create pods with a single owner reference set to itself'
+        )
+    if not owners:
+        raise deny(f'node "{node}" can only create pods with an owner reference set to itself')
+    owner = owners[0]
+    if (owner.get("apiVersion"), owner.get("kind"), owner.get("name")) != ("v1", "Node", node):
+        raise deny(f'node "{node}" can only create pods with an owner reference set to itself')
+    if not owner.get("controller"):
+        raise deny(
+            f'node "{node}" can only create pods with a controller owner reference set to itself'
+        )
+    if owner.get("blockOwnerDeletion"):
+        raise deny(f'node "{node}" must not set blockOwnerDeletion on an owner reference')
+    if node_obj is not None and owner.get("uid") != node_obj["metadata"]["uid"]:
+        raise deny(
+            f"node {node} UID mismatch: expected {owner.get('uid')} got "
+            f"{node_obj['metadata']['uid']}"
+        )
+    if spec.get("serviceAccountName"):
+        raise deny(f'node "{node}" can not create pods that reference a service account')
+    refs = pod_references_by_kind(pod)
+    for kind in ("secrets", "configmaps"):
+        if refs[kind]:
+            raise deny(f'node "{node}" can not create pods that reference {kind}')
+    if any(v.get("persistentVolumeClaim") for v in spec.get("volumes") or []):
+        raise deny(f'node "{node}" can not create pods that reference persistentvolumeclaims')
 
 
 # Pod subresource writes a kubelet makes (NodeRestriction then limits them to its pods).
@@ -831,30 +992,33 @@ def pod_references(pod: Obj) -> set[str]:
     One namespace, so one set serves both kinds; a kubelet may read what its pods mount,
     take from env/envFrom or pull images with.
     """
+    refs = pod_references_by_kind(pod)
+    return refs["secrets"] | refs["configmaps"]
+
+
+def pod_references_by_kind(pod: Obj) -> dict[str, set[str]]:
+    """``{"secrets": names, "configmaps": names}`` a pod references."""
     spec = pod.get("spec") or {}
-    out: set[str] = {s.get("name", "") for s in spec.get("imagePullSecrets") or []}
+    secrets: set[str] = {s.get("name", "") for s in spec.get("imagePullSecrets") or []}
+    configmaps: set[str] = set()
     for vol in spec.get("volumes") or []:
-        if (vol.get("secret") or {}).get("secretName"):
-            out.add(vol["secret"]["secretName"])
-        if (vol.get("configMap") or {}).get("name"):
-            out.add(vol["configMap"]["name"])
+        secrets.add((vol.get("secret") or {}).get("secretName", ""))
+        configmaps.add((vol.get("configMap") or {}).get("name", ""))
         for src in (vol.get("projected") or {}).get("sources") or []:
-            for key in ("secret", "configMap"):
-                if (src.get(key) or {}).get("name"):
-                    out.add(src[key]["name"])
+            secrets.add((src.get("secret") or {}).get("name", ""))
+            configmaps.add((src.get("configMap") or {}).get("name", ""))
     for key in ("initContainers", "containers", "ephemeralContainers"):
         for c in spec.get(key) or []:
             for env in c.get("env") or []:
                 ref = env.get("valueFrom") or {}
-                for kind in ("secretKeyRef", "configMapKeyRef"):
-                    if (ref.get(kind) or {}).get("name"):
-                        out.add(ref[kind]["name"])
+                secrets.add((ref.get("secretKeyRef") or {}).get("name", ""))
+                configmaps.add((ref.get("configMapKeyRef") or {}).get("name", ""))
             for src in c.get("envFrom") or []:
-                for kind in ("secretRef", "configMapRef"):
-                    if (src.get(kind) or {}).get("name"):
-                        out.add(src[kind]["name"])
-    out.discard("")
-    return out
+                secrets.add((src.get("secretRef") or {}).get("name", ""))
+                configmaps.add((src.get("configMapRef") or {}).get("name", ""))
+    secrets.discard("")
+    configmaps.discard("")
+    return {"secrets": secrets, "configmaps": configmaps}
 
 
 def _from_unix(seconds: float) -> dt.datetime:
