@@ -514,3 +514,25 @@ def test_table_in_v1beta1_when_only_that_is_asked_for(kubeapi: RunningKubeAPI) -
     )
     assert got.status == 200
     assert got.json()["apiVersion"] == ref["response"]["body"]["apiVersion"]
+
+
+def test_micro_time_is_checked_in_patches_too(kubeapi: RunningKubeAPI) -> None:
+    base = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+    kubeapi.request(
+        "POST",
+        base,
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "p"},
+            "spec": {"holderIdentity": "x"},
+        },
+    )
+    got = kubeapi.request(
+        "PATCH",
+        f"{base}/p",
+        {"spec": {"renewTime": "2026-11-23T20:00:00Z"}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert got.status == 400
+    assert got.json()["message"].endswith('cannot parse "Z" as ".000000"')

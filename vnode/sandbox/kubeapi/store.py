@@ -846,6 +846,9 @@ class Store:
                 "the server rejected our request due to an error in our request",
                 details={},
             )
+        # The patched object is decoded like a request body (MicroTime formats, unknown
+        # fields dropped).
+        admission.check_decode(res, patched, strict=False)
         patched.setdefault("metadata", {})
         if patched["metadata"].get("name") not in (None, name):
             raise StatusError(
