@@ -339,6 +339,7 @@ class PodController:
         refs = await self._provider.list_pods()
         wanted = {p["metadata"].get("uid") for p in self._cache.values()}
         wanted.update(s.uid for s in self._states.values() if not s.deleted)
+        self._adopted &= wanted  # adoption is only for pods the API still has
         deleted = 0
         for ref in refs:
             if ref.uid in wanted:

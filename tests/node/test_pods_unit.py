@@ -1,0 +1,253 @@
+"""Pod controller units: the status diff, and list/watch bookkeeping against a fake API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.providers import FakeProvider
+from tests.waiting import async_wait_for
+from vnode.clock import FakeClock
+from vnode.node import pods as pods_module
+from vnode.node.cluster import ApiError
+from vnode.node.pods import PodController, normalise, status_patch
+from vnode.settings import NodeSettings, Settings
+
+# -- the status diff ----------------------------------------------------------------------
+
+WAITING = {
+    "phase": "Pending",
+    "conditions": [
+        {"type": "PodScheduled", "status": "True", "lastProbeTime": None},
+        {
+            "type": "Ready",
+            "status": "False",
+            "reason": "ContainersNotReady",
+            "message": "containers with unready status: [main]",
+        },
+    ],
+    "containerStatuses": [
+        {
+            "name": "main",
+            "image": "busybox",
+            "ready": False,
+            "restartCount": 0,
+            "lastState": {},
+            "state": {"waiting": {"reason": "ContainerCreating"}},
+        }
+    ],
+    "qosClass": "BestEffort",
+}
+RUNNING = {
+    "phase": "Running",
+    "conditions": [{"type": "Ready", "status": "True"}],
+    "containerStatuses": [
+        {
+            "name": "main",
+            "image": "busybox",
+            "ready": True,
+            "restartCount": 0,
+            "state": {"running": {"startedAt": "2026-11-23T20:00:00Z"}},
+        }
+    ],
+}
+
+
+def test_normalise_drops_nulls_and_empty_maps_but_keeps_falsy_values() -> None:
+    assert normalise({"a": None, "b": {}, "c": {"d": None}, "e": 0, "f": False, "g": []}) == {
+        "e": 0,
+        "f": False,
+        "g": [],
+    }
+
+
+def test_no_change_gives_an_empty_patch_whatever_the_noise() -> None:
+    reordered = {
+        "containerStatuses": WAITING["containerStatuses"],
+        "conditions": list(reversed(WAITING["conditions"])),
+        "phase": "Pending",
+    }
+    assert status_patch(normalise(WAITING), normalise(reordered)) == {}
+
+
+def test_a_patch_carries_only_what_changed_and_deletes_stale_condition_fields() -> None:
+    patch = status_patch(normalise(WAITING), normalise(RUNNING))
+    assert patch["phase"] == "Running"
+    # Ready changes in place; its old reason and message must go (a merge keeps them).
+    assert patch["conditions"] == [
+        {"type": "Ready", "status": "True", "reason": None, "message": None}
+    ]
+    # containerStatuses is atomic on the server: the whole new list is sent.
+    assert patch["containerStatuses"] == normalise(RUNNING)["containerStatuses"]
+    # Fields other writers own are not touched.
+    assert "qosClass" not in patch
+
+
+def test_conditions_of_other_types_are_left_alone() -> None:
+    old = normalise({"conditions": [{"type": "DisruptionTarget", "status": "True"}]})
+    new = normalise({"conditions": [{"type": "Ready", "status": "True"}]})
+    assert status_patch(old, new) == {"conditions": [{"type": "Ready", "status": "True"}]}
+
+
+def test_pod_ips_the_provider_no_longer_reports_are_deleted() -> None:
+    old = {"podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}]}
+    new = {"podIP": "10.0.0.2", "podIPs": [{"ip": "10.0.0.2"}]}
+    assert status_patch(old, new) == {
+        "podIP": "10.0.0.2",
+        "podIPs": [{"ip": "10.0.0.2"}, {"ip": "10.0.0.1", "$patch": "delete"}],
+    }
+
+
+def test_nested_maps_are_diffed_with_deletions() -> None:
+    old = {"nominatedNodeName": "x", "resize": "", "extra": {"a": 1, "b": 2}}
+    new = {"extra": {"a": 1, "c": 3}}
+    assert status_patch(old, new) == {"extra": {"c": 3, "b": None}}
+
+
+# -- list and watch against a fake API ----------------------------------------------------
+
+
+def pod(name: str, rv: str, uid: str | None = None) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "uid": uid or f"uid-{name}",
+            "resourceVersion": rv,
+        },
+        "spec": {"nodeName": "n1", "containers": [{"name": "main"}]},
+        "status": {"phase": "Succeeded"},  # terminal: reconcile leaves the provider alone
+    }
+
+
+class FakeStream:
+    """A watch response: the given events as newline-framed JSON, in awkward chunks."""
+
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self.data = b"".join(json.dumps(e).encode() + b"\n" for e in events)
+        self.content = self
+        self.released = False
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        for i in range(0, len(self.data), 7):
+            yield self.data[i : i + 7]
+
+    def release(self) -> None:
+        self.released = True
+
+
+class FakeApi:
+    """Scripted answers for the controller's list and watch requests."""
+
+    def __init__(self, lists: list[dict[str, Any]], watches: list[Any]) -> None:
+        self.lists = lists
+        self.watches = watches
+        self.list_queries: list[dict[str, Any]] = []
+        self.watch_queries: list[dict[str, Any]] = []
+        self.streams: list[FakeStream] = []
+        self.idle = asyncio.Event()
+
+    async def request_json(self, api: Any, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        assert (method, path) == ("GET", "/api/v1/pods"), (method, path)
+        self.list_queries.append(dict(kw.get("query") or {}))
+        return self.lists.pop(0)
+
+    async def request(self, api: Any, method: str, path: str, **kw: Any) -> FakeStream:
+        self.watch_queries.append(dict(kw.get("query") or {}))
+        if not self.watches:
+            self.idle.set()
+            await asyncio.Event().wait()  # the last watch stays open
+        item = self.watches.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        stream = FakeStream(item)
+        self.streams.append(stream)
+        return stream
+
+
+@pytest.fixture
+def controller() -> PodController:
+    settings = Settings(node=NodeSettings(name="n1"))
+
+    def record(*args: Any, **kwargs: Any) -> None:
+        pass
+
+    return PodController(None, FakeProvider(), settings, record, FakeClock())
+
+
+async def test_list_then_watch_resumes_and_relists_on_410(
+    controller: PodController, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = FakeApi(
+        lists=[
+            {"metadata": {"resourceVersion": "10"}, "items": [pod("a", "5")]},
+            {"metadata": {"resourceVersion": "50"}, "items": [pod("b", "45")]},
+        ],
+        watches=[
+            [
+                {"type": "ADDED", "object": pod("c", "11")},
+                {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "20"}}},
+            ],  # then the server ends the watch (its timeout)
+            ApiError(0, "connection reset"),
+            [{"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}],
+        ],
+    )
+    monkeypatch.setattr(pods_module, "request_json", api.request_json)
+    monkeypatch.setattr(pods_module, "request", api.request)
+    clock: FakeClock = controller._clock  # type: ignore[assignment]
+    task = asyncio.create_task(controller._watch_loop())
+    try:
+
+        async def waiting() -> bool:
+            if not api.idle.is_set():
+                await clock.advance(1.0)  # past the backoff after the broken connection
+            return api.idle.is_set()
+
+        await async_wait_for(waiting, what="the watch loop to settle")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert [q["resourceVersion"] for q in api.watch_queries] == ["10", "20", "20", "50"]
+    assert all(q["fieldSelector"] == "spec.nodeName=n1" for q in api.watch_queries)
+    assert all(q["allowWatchBookmarks"] == "true" for q in api.watch_queries)
+    assert all(q["fieldSelector"] == "spec.nodeName=n1" for q in api.list_queries)
+    assert len(api.list_queries) == 2  # the broken connection resumed; only 410 re-listed
+    assert [p["metadata"]["name"] for p in controller.pods()] == ["b"]
+    assert all(s.released for s in api.streams)
+    assert controller.synced
+
+
+async def test_a_stale_event_does_not_replace_a_newer_cached_pod(
+    controller: PodController,
+) -> None:
+    controller._on_event({"type": "ADDED", "object": pod("a", "7")})
+    controller._on_event({"type": "MODIFIED", "object": pod("a", "6")})
+    cached = controller.get_pod("default", "a")
+    assert cached is not None and cached["metadata"]["resourceVersion"] == "7"
+    # A DELETED for an older namesake (another uid) does not drop the current pod.
+    controller._on_event({"type": "DELETED", "object": pod("a", "8", uid="old-uid")})
+    assert controller.get_pod("default", "a") is not None
+    controller._on_event({"type": "DELETED", "object": pod("a", "9")})
+    assert controller.get_pod("default", "a") is None
+
+
+async def test_a_watch_error_event_other_than_410_is_an_error(controller: PodController) -> None:
+    with pytest.raises(ApiError) as caught:
+        controller._on_event({"type": "ERROR", "object": {"code": 500, "message": "boom"}})
+    assert caught.value.status == 500 and not caught.value.gone
+
+
+async def test_orphans_are_never_judged_before_the_cache_synced(
+    controller: PodController,
+) -> None:
+    provider: FakeProvider = controller._provider  # type: ignore[assignment]
+    provider.add_orphan("default", "x", "uid-x")
+    assert await controller.delete_orphans() == 0
+    assert provider.list_calls == 0 and provider.total_deletes() == 0
+    controller._synced.set()
+    assert await controller.delete_orphans() == 1
+    assert provider.deletes == {"uid-x": 1}
