@@ -1164,3 +1164,50 @@ def test_node_restriction_on_leases_and_pods(kubeapi: RunningKubeAPI) -> None:
     assert _denied(kubeapi, "Pod", subresource="status", operation="update", obj=new, old=old) == (
         'pods "p" is forbidden: node "vk-node" cannot update labels through pod status'
     )
+
+
+def test_node_restriction_through_the_api(identities: RunningKubeAPI) -> None:
+    def call(method: str, path: str, body: Any, content_type: str = "") -> RawResponse:
+        if not content_type:
+            return raw_request(identities, method, path, user="node-vk-node", body=body)
+        return identities.request(
+            method,
+            path,
+            json.dumps(body).encode(),
+            headers={**UA, "Content-Type": content_type},
+            user="node-vk-node",
+        )
+
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "vk-node", "labels": {"kubernetes.io/role": "agent"}},
+    }
+    resp = call("POST", "/api/v1/nodes", node)
+    assert resp.status == 403
+    assert resp.json()["message"].endswith(
+        "not allowed to set the following labels: kubernetes.io/role"
+    )
+    node["metadata"]["labels"] = {"type": "virtual-kubelet"}
+    node["spec"] = {
+        "taints": [{"key": "virtual-kubelet.io/provider", "value": "gce", "effect": "NoSchedule"}]
+    }
+    assert call("POST", "/api/v1/nodes", node).status == 201
+    ready = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    resp = call(
+        "PATCH", "/api/v1/nodes/vk-node/status", ready, "application/strategic-merge-patch+json"
+    )
+    assert resp.status == 200, resp.raw
+    resp = call(
+        "PATCH", "/api/v1/nodes/vk-node", {"spec": {"taints": None}}, "application/merge-patch+json"
+    )
+    assert resp.status == 403
+    assert resp.json()["message"] == (
+        'nodes "vk-node" is forbidden: node "vk-node" is not allowed to modify taints'
+    )
+    assert (
+        raw_request(identities, "GET", "/api/v1/nodes/vk-node", user="admin").json()["spec"][
+            "taints"
+        ][0]["key"]
+        == "virtual-kubelet.io/provider"
+    )

@@ -673,6 +673,26 @@ class KubeAPI:
             resp.headers.add("Warning", f'299 - "{escaped}"')
         return resp
 
+    @staticmethod
+    def _restricted(request: web.Request) -> bool:
+        """Whether NodeRestriction admission applies: the caller is a kubelet identity."""
+        return auth.node_name_of(request[USER_KEY]) is not None
+
+    def _admit(
+        self,
+        request: web.Request,
+        res: Resource,
+        *,
+        sub: str,
+        operation: str,
+        obj: Obj,
+        old: Obj | None,
+    ) -> None:
+        if self._restricted(request):
+            self._auth.admit(
+                request[USER_KEY], res, subresource=sub, operation=operation, obj=obj, old=old
+            )
+
     async def _create(self, request: web.Request, res: Resource, ns: str) -> web.Response:
         fmt, _, _ = negotiate(request.headers.get("Accept", ""))
         obj, warnings = await self._read_object(request, res)
@@ -684,6 +704,7 @@ class KubeAPI:
             )
         if res.plural == "namespaces" or not res.namespaced:
             pass
+        self._admit(request, res, sub="", operation="create", obj=obj, old=None)
         created = self.store.create(
             res, ns, obj, manager=manager_of(request), dry_run=_dry_run(request)
         )
@@ -705,6 +726,10 @@ class KubeAPI:
                 "the namespace of the provided object does not match the "
                 "namespace sent on the request"
             )
+        if self._restricted(request):
+            would_be = self.store.update(res, ns, name, obj, subresource=sub, dry_run=True)
+            old = self.store.get(res, ns, name)
+            self._admit(request, res, sub=sub or "", operation="update", obj=would_be, old=old)
         updated = self.store.update(
             res,
             ns,
@@ -736,6 +761,12 @@ class KubeAPI:
                 res, ns, obj, manager=manager, dry_run=_dry_run(request), operation="Apply"
             )
             return _render(created, fmt, 201)
+        if self._restricted(request):
+            would_be = self.store.patch(
+                res, ns, name, content_type, body, subresource=sub, dry_run=True
+            )
+            old = self.store.get(res, ns, name)
+            self._admit(request, res, sub=sub or "", operation="update", obj=would_be, old=old)
         patched = self.store.patch(
             res,
             ns,
