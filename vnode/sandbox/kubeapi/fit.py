@@ -54,13 +54,34 @@ class NodeUsage:
     requested: Counter[str] = field(default_factory=Counter)
     scoring: Counter[str] = field(default_factory=Counter)
     pods: int = 0
-    host_ports: set[tuple[str, str, int]] = field(default_factory=set)
+    # Counted, so one pod leaving does not free a port another pod also holds.
+    host_ports: Counter[tuple[str, str, int]] = field(default_factory=Counter)
 
     def add(self, pod: Mapping[str, Any]) -> None:
-        self.requested.update(pod_requests(pod))
-        self.scoring.update(scoring_requests(pod))
+        self.add_parts(pod_parts(pod))
+
+    def add_parts(self, parts: PodParts) -> None:
+        requests, scoring, ports = parts
+        self.requested.update(requests)
+        self.scoring.update(scoring)
         self.pods += 1
-        self.host_ports.update(host_ports(pod))
+        self.host_ports.update(ports)
+
+    def remove_parts(self, parts: PodParts) -> None:
+        requests, scoring, ports = parts
+        self.requested.subtract(requests)
+        self.scoring.subtract(scoring)
+        self.pods -= 1
+        self.host_ports.subtract(ports)
+        self.host_ports = +self.host_ports
+
+
+# What a bound pod takes from its node: (requests, scoring requests, host ports).
+PodParts = tuple[Counter[str], Counter[str], frozenset[tuple[str, str, int]]]
+
+
+def pod_parts(pod: Mapping[str, Any]) -> PodParts:
+    return pod_requests(pod), scoring_requests(pod), frozenset(host_ports(pod))
 
 
 # -- requests ---------------------------------------------------------------------------
@@ -300,7 +321,7 @@ def check_affinity(pod: Mapping[str, Any], node: Mapping[str, Any]) -> Rejection
     return Rejection(NODE_AFFINITY, ("node(s) didn't match Pod's node affinity/selector",), False)
 
 
-def _ports_conflict(want: tuple[str, str, int], used: set[tuple[str, str, int]]) -> bool:
+def _ports_conflict(want: tuple[str, str, int], used: Iterable[tuple[str, str, int]]) -> bool:
     ip, proto, port = want
     for uip, uproto, uport in used:
         if uport == port and uproto == proto and (ip == uip or "0.0.0.0" in (ip, uip)):

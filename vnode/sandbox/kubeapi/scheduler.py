@@ -54,6 +54,7 @@ class _Queued:
     """Scheduling state of one pending pod."""
 
     seq: int
+    key: Key
     attempts: int = 0
     ready_at: float = 0.0  # end of the current backoff
     parked: bool = False  # in the unschedulable pool, waiting for a helpful change
@@ -137,6 +138,9 @@ class Scheduler:
         self._queue: dict[str, _Queued] = {}  # by pod uid
         self._seq = itertools.count()
         self._usage: dict[str, fit.NodeUsage] = {}
+        # What each bound, unfinished pod takes, so usage follows changes one pod at a
+        # time (summing every pod on every pass would be quadratic).
+        self._bound: dict[str, tuple[str, fit.PodParts]] = {}  # uid -> (node, parts)
         self._last_resync = 0.0
 
     # -- the cache --------------------------------------------------------------------------
@@ -147,6 +151,10 @@ class Scheduler:
         nodes, _ = self._store.list(NODES)
         self._pods = {_key(p): p for p in pods}
         self._nodes = {n["metadata"]["name"]: n for n in nodes}
+        self._bound = {}
+        self._usage = {}
+        for pod in pods:
+            self._track(pod["metadata"].get("uid", ""), pod)
         ordered = sorted(
             (p for p in pods if _pending(p)),
             key=lambda p: (
@@ -162,7 +170,9 @@ class Scheduler:
         uid = pod["metadata"].get("uid", "")
         state = self._queue.get(uid)
         if state is None:
-            state = self._queue[uid] = _Queued(seq=next(self._seq), signature=_signature(pod))
+            state = self._queue[uid] = _Queued(
+                seq=next(self._seq), key=_key(pod), signature=_signature(pod)
+            )
         return state
 
     def _apply_changes(self) -> None:
@@ -182,12 +192,20 @@ class Scheduler:
                 continue
             key = _key(obj)
             before = self._pods.get(key) or ch.old
+            self._track(obj["metadata"].get("uid", ""), None if ch.type == "DELETED" else obj)
+            if ch.type == "DELETED" or not _pending(obj):
+                self._queue.pop(obj["metadata"].get("uid", ""), None)
             if ch.type == "DELETED":
                 self._pods.pop(key, None)
             else:
                 self._pods[key] = obj
                 if _pending(obj):
-                    self._enqueue(obj)
+                    state = self._enqueue(obj)
+                    signature = _signature(obj)
+                    if signature != state.signature:
+                        # Edited by its owner: worth another try whatever rejected it.
+                        state.signature = signature
+                        state.parked = False
             # A bound pod that goes away or finishes gives its node's resources back.
             if (
                 before is not None
@@ -211,32 +229,40 @@ class Scheduler:
             if freed and state.plugins & {fit.NODE_RESOURCES_FIT, fit.NODE_PORTS}:
                 state.parked = False
 
+    def _track(self, uid: str, pod: dict[str, Any] | None) -> None:
+        """Account ``pod`` (None: gone) in its node's usage instead of its last state."""
+        old = self._bound.pop(uid, None)
+        if old is not None:
+            self._usage[old[0]].remove_parts(old[1])
+        node = (pod.get("spec") or {}).get("nodeName") if pod is not None else None
+        if pod is None or not node or fit.is_terminal(pod):
+            return
+        parts = fit.pod_parts(pod)
+        self._bound[uid] = (node, parts)
+        self._usage.setdefault(node, fit.NodeUsage()).add_parts(parts)
+
     def _parked(self) -> list[tuple[_Queued, dict[str, Any]]]:
-        by_uid = {p["metadata"].get("uid"): p for p in self._pods.values()}
-        return [(s, by_uid[uid]) for uid, s in self._queue.items() if s.parked and uid in by_uid]
+        return [
+            (s, self._pods[s.key]) for s in self._queue.values() if s.parked and s.key in self._pods
+        ]
 
     # -- one pass ----------------------------------------------------------------------------
 
     def _cycle(self) -> float | None:
         """Try every pod that is due; return when the next one will be (monotonic)."""
         now = self._clock.monotonic()
-        pods = list(self._pods.values())
-        self._usage = fit.usage_by_node(pods)
-        pending = [p for p in pods if _pending(p)]
-        live = {p["metadata"].get("uid") for p in pending}
-        for uid in [u for u in self._queue if u not in live]:
-            del self._queue[uid]
-        pending.sort(
-            key=lambda p: (-int((p.get("spec") or {}).get("priority") or 0), self._enqueue(p).seq)
-        )
+        # The queue holds exactly the pending pods (kept so by _apply_changes).
+        pending: list[tuple[dict[str, Any], _Queued]] = []
+        for uid, state in list(self._queue.items()):
+            pod = self._pods.get(state.key)
+            if pod is None or not _pending(pod) or pod["metadata"].get("uid") != uid:
+                del self._queue[uid]
+            else:
+                pending.append((pod, state))
+        pending.sort(key=lambda e: (-int((e[0].get("spec") or {}).get("priority") or 0), e[1].seq))
         nodes = list(self._nodes.values())
         next_at: float | None = None
-        for pod in pending:
-            state = self._enqueue(pod)
-            sig = _signature(pod)
-            if sig != state.signature:
-                state.signature = sig
-                state.parked = False
+        for pod, state in pending:
             if state.parked and now - state.parked_at >= UNSCHEDULABLE_FLUSH:
                 state.parked = False
             if state.parked:
@@ -269,7 +295,7 @@ class Scheduler:
                 state.ready_at = now + _backoff(state.attempts)
                 return False
             self._pods[_key(bound)] = bound
-            self._usage.setdefault(decision.node, fit.NodeUsage()).add(bound)
+            self._track(bound["metadata"].get("uid", ""), bound)
             self._queue.pop(pod["metadata"].get("uid", ""), None)
             self._events.emit(
                 pod,
