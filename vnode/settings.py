@@ -149,6 +149,7 @@ class Settings:
     kubelet_api: KubeletAPISettings = field(default_factory=KubeletAPISettings)
     pods: PodControllerSettings = field(default_factory=PodControllerSettings)
     kube: KubeSettings = field(default_factory=KubeSettings)
+    gce: GCESettings = field(default_factory=lambda: GCESettings())
 
     shutdown_timeout: float = 20.0
     """Seconds a SIGTERM/SIGINT shutdown may take in total before the rest is abandoned
@@ -291,3 +292,115 @@ def validate(settings: Settings) -> None:
 def _positive(what: str, value: float) -> None:
     if not value > 0:
         raise ConfigError(f"{what} must be a positive number of seconds, not {value}")
+
+
+# -- the GCE provider ------------------------------------------------------------------
+
+_SCOPES = (
+    "https://www.googleapis.com/auth/logging.write",
+    "https://www.googleapis.com/auth/monitoring.write",
+    "https://www.googleapis.com/auth/devstorage.read_only",
+)
+
+
+@dataclass(frozen=True)
+class GCESettings:
+    """How pods become Compute Engine VMs (``vnode run --provider gce``)."""
+
+    project: str = ""
+    """The Google Cloud project the VMs are created in."""
+
+    zones: tuple[str, ...] = ()
+    """Zones a pod's VM may go to; the first is the default, the others take pods the
+    first cannot (stockout, quota, no such machine type there)."""
+
+    machine_families: tuple[str, ...] = ("e2", "n2")
+    """Machine families vnode picks from for pods without GPUs, in order of preference
+    when two shapes cost the same. E2 is the cheapest general-purpose family, N2 reaches
+    the large shapes (128 vCPUs, 864 GB) E2 stops short of."""
+
+    gpu_families: tuple[str, ...] = ("g2",)
+    """Machine families with bundled GPUs, used for pods with ``nvidia.com/gpu`` limits
+    (G2: NVIDIA L4, 1 to 8 per VM)."""
+
+    allow_custom_machine_types: bool = True
+    """Let vnode use custom shapes (``e2-custom-4-6144``) when one is smaller than every
+    predefined type that fits: a VM sized to the pod rather than to the next table row."""
+
+    kubelet_overhead_cpu: str = "250m"
+    """CPU kept free for the VM's own services beside the pod: kubelet, containerd and the
+    fluent-bit log shipper. A quarter core covers their steady use on a one-pod VM, where
+    the kubelet tracks one pod instead of a hundred."""
+
+    kubelet_overhead_memory: str = "512Mi"
+    """Memory kept free for COS itself, kubelet, containerd and fluent-bit. Measured COS
+    systems settle around 300-400 MiB with one pod; 512 MiB leaves room for page cache
+    and log bursts without sizing every VM one step up."""
+
+    boot_disk_min_gb: int = 10
+    """Smallest boot disk in GB (GiB); 10 is the COS image's own minimum."""
+
+    boot_disk_headroom_gb: int = 10
+    """GB added to the pod's ``ephemeral-storage`` need for COS's system partitions and
+    the pulled container images, which live on the same disk."""
+
+    boot_disk_type: str = "pd-balanced"
+    """Boot disk type (``pd-balanced``: SSD-backed, far faster image pulls than
+    ``pd-standard`` for a small price)."""
+
+    image: str = "projects/cos-cloud/global/images/family/cos-stable"
+    """Boot image: the COS image family (newest stable image at each insert) or a pinned
+    image (``projects/cos-cloud/global/images/cos-stable-...``)."""
+
+    network: str = "global/networks/default"
+    """VPC network of the VMs' one interface."""
+
+    subnetwork: str = ""
+    """Subnetwork (``regions/R/subnetworks/S``); empty: the network's auto-mode subnet."""
+
+    external_ip: bool = False
+    """Give VMs an external IP. Off: vnode reaches them on the internal IP, and image
+    pulls go through Cloud NAT or Private Google Access."""
+
+    network_tags: tuple[str, ...] = ("vnode",)
+    """Network tags on every VM, the target of the firewall rule that lets vnode reach
+    the VM kubelet on tcp:10250."""
+
+    service_account: str = "default"
+    """Service account the VMs run as (``default``: the Compute Engine default account)."""
+
+    scopes: tuple[str, ...] = _SCOPES
+    """OAuth scopes of the VM's account: write logs and metrics, read images from GCR/AR."""
+
+    spot: bool = False
+    """Run every VM as Spot (cheaper, may be preempted); a pod can ask for it alone with
+    the annotation ``vnode.dev/provisioning-model: spot``."""
+
+    max_run_duration_seconds: int = 4 * 3600
+    """Longest a VM may live (``maxRunDuration``) when the pod sets no
+    ``activeDeadlineSeconds``; a backstop against forgotten VMs."""
+
+    delete_delay_seconds: float = 60.0
+    """Seconds a finished pod's VM is kept before it is deleted (logs, debugging)."""
+
+    status_period: float = 10.0
+    """Seconds between polls of the VM kubelets' ``/pods``."""
+
+    compute_endpoint: str = ""
+    """Compute API endpoint; empty: the real one. Tests point it at the emulator
+    (``VNODE_COMPUTE_ENDPOINT``)."""
+
+    machine_types_ttl_seconds: float = 3600.0
+    """How long a zone's machine-type list is reused before it is listed again."""
+
+    cni_bridge: bool = False
+    """Give pods their own network namespace on the CNI bridge ``kubelet0``
+    (10.88.0.0/16) instead of the VM's host network."""
+
+    service_account_tokens: bool = True
+    """Mint service-account tokens (TokenRequest) for pods that mount one; off: the
+    default token volume is dropped and a pod that asks for a token explicitly fails."""
+
+    allowed_host_paths: tuple[str, ...] = ()
+    """``hostPath`` volumes a pod may use (the path or anything below it); every other
+    hostPath fails the pod, since the VM's disk is not the user's to browse."""
