@@ -149,7 +149,8 @@ class Settings:
     kubelet_api: KubeletAPISettings = field(default_factory=KubeletAPISettings)
     pods: PodControllerSettings = field(default_factory=PodControllerSettings)
     kube: KubeSettings = field(default_factory=KubeSettings)
-    gce: GCESettings = field(default_factory=lambda: GCESettings())
+    # A lambda: GCESettings is defined further down, after the parsing helpers.
+    gce: GCESettings = field(default_factory=lambda: GCESettings())  # noqa: PLW0108
 
     shutdown_timeout: float = 20.0
     """Seconds a SIGTERM/SIGINT shutdown may take in total before the rest is abandoned
