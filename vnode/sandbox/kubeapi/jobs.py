@@ -25,6 +25,7 @@ from typing import Any
 
 from vnode.clock import Clock, parse_time, rfc3339
 from vnode.sandbox.kubeapi import fit, resources
+from vnode.sandbox.kubeapi.objcache import ObjectCache
 from vnode.sandbox.kubeapi.recorder import LegacyRecorder
 from vnode.sandbox.kubeapi.status import StatusError
 from vnode.sandbox.kubeapi.wakeup import Wakeup
@@ -126,6 +127,7 @@ class JobController:
             store, clock, lambda r: r.storage_key in {("batch", "jobs"), ("", "pods")}
         )
         self._uids: dict[str, Key] = {}  # job uid -> (namespace, name)
+        self._pods = ObjectCache()
         self._due: dict[Key, float] = {}  # when a Job must be looked at again (monotonic)
         self._last_failure: dict[str, float] = {}  # job uid -> monotonic time
         self._last_resync = 0.0
@@ -134,8 +136,16 @@ class JobController:
 
     def _owned_pods(self, job: dict[str, Any]) -> list[dict[str, Any]]:
         uid = job["metadata"]["uid"]
-        pods, _ = self._store.list(PODS, job["metadata"]["namespace"])
-        return [p for p in pods if _owner_uid(p) == uid]
+        return [p for p in self._pods if _owner_uid(p) == uid]
+
+    def _read_back(self, pod: dict[str, Any]) -> None:
+        """Put the stored state of a pod this controller just wrote into the cache."""
+        try:
+            self._pods.put(
+                self._store.get(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
+            )
+        except StatusError:
+            self._pods.drop(pod)
 
     def _new_pod(self, job: dict[str, Any], index: int | None = None) -> dict[str, Any]:
         meta = job["metadata"]
@@ -191,6 +201,7 @@ class JobController:
                 self._events.emit(job, "Warning", "FailedCreate", f"Error creating: {e.message}")
                 break
             created += 1
+            self._pods.put(pod)
             self._events.emit(
                 job, "Normal", "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}"
             )
@@ -202,6 +213,7 @@ class JobController:
                 self._store.delete(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
             except StatusError:
                 continue
+            self._read_back(pod)
             if job:
                 self._events.emit(
                     job, "Normal", "SuccessfulDelete", f"Deleted pod: {pod['metadata']['name']}"
@@ -219,6 +231,7 @@ class JobController:
             self._store.mutate(
                 PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], drop, manager=MANAGER
             )
+        self._read_back(pod)
 
     # -- one Job -------------------------------------------------------------------------
 
@@ -575,6 +588,7 @@ class JobController:
                 release,
                 manager="kube-controller-manager",
             )
+        self._read_back(pod)
 
     def _drop_job_finalizer(self, job: dict[str, Any], finalizer: str) -> None:
         def drop(obj: dict[str, Any]) -> None:
@@ -593,9 +607,8 @@ class JobController:
         """The Job ``uid`` is gone: delete what it owned (propagation Background)."""
         self._uids.pop(uid, None)
         self._last_failure.pop(uid, None)
-        pods, _ = self._store.list(PODS, namespace)
-        for pod in pods:
-            if _owner_uid(pod) != uid:
+        for pod in self._pods:
+            if _owner_uid(pod) != uid or pod["metadata"].get("namespace") != namespace:
                 continue
             if TRACKING_FINALIZER in (pod["metadata"].get("finalizers") or []):
                 self._drop_finalizer(pod)
@@ -605,8 +618,7 @@ class JobController:
         """Pods whose controlling Job no longer exists (a deletion missed while down)."""
         jobs, _ = self._store.list(JOBS)
         live = {j["metadata"]["uid"] for j in jobs}
-        pods, _ = self._store.list(PODS)
-        for pod in pods:
+        for pod in self._pods:
             uid = _owner_uid(pod)
             if uid is not None and uid not in live and not pod["metadata"].get("deletionTimestamp"):
                 self._collect(uid, pod["metadata"]["namespace"])
@@ -614,6 +626,8 @@ class JobController:
     # -- the loop ----------------------------------------------------------------------
 
     def _resync(self) -> set[Key]:
+        self._wakeup.drain()  # the listings below supersede them
+        self._pods.reset(self._store.list(PODS)[0])
         jobs, _ = self._store.list(JOBS)
         self._uids = {
             j["metadata"]["uid"]: (j["metadata"]["namespace"], j["metadata"]["name"]) for j in jobs
@@ -633,6 +647,7 @@ class JobController:
                 else:
                     keys.add((meta.get("namespace", ""), meta.get("name", "")))
                 continue
+            self._pods.apply(ch)
             uid = _owner_uid(ch.new)
             if uid is not None and uid in self._uids:
                 keys.add(self._uids[uid])

@@ -29,6 +29,7 @@ from typing import Any
 from vnode.clock import Clock, rfc3339
 from vnode.sandbox.kubeapi import fit, resources
 from vnode.sandbox.kubeapi.binding import set_condition
+from vnode.sandbox.kubeapi.objcache import ObjectCache
 from vnode.sandbox.kubeapi.recorder import LegacyRecorder
 from vnode.sandbox.kubeapi.status import StatusError
 from vnode.sandbox.kubeapi.wakeup import Change, Wakeup
@@ -59,6 +60,7 @@ _BETA_LABELS = {
     "kubernetes.io/arch": "beta.kubernetes.io/arch",
 }
 TTL_ANNOTATION = "node.alpha.kubernetes.io/ttl"
+_WATCHED = frozenset({("", "nodes"), ("", "pods"), ("coordination.k8s.io", "leases")})
 
 
 @dataclasses.dataclass
@@ -120,11 +122,8 @@ class NodeLifecycle:
         self._health: dict[str, _Health] = {}
         self._eviction_start: dict[str, float] = {}  # pod uid -> when its taints appeared
         self._orphan_since: dict[str, float] = {}  # pod uid -> when its node was missing
-        self._wakeup = Wakeup(
-            store,
-            clock,
-            lambda r: r.storage_key in {("", "nodes"), ("coordination.k8s.io", "leases")},
-        )
+        self._pods = ObjectCache()  # read by the monitor without copying every pod
+        self._wakeup = Wakeup(store, clock, lambda r: r.storage_key in _WATCHED)
 
     # -- observation -------------------------------------------------------------------
 
@@ -144,6 +143,9 @@ class NodeLifecycle:
         touched: set[str] = set()
         now = self._clock.monotonic()
         for ch in changes:
+            if ch.res.storage_key == ("", "pods"):
+                self._pods.apply(ch)
+                continue
             if ch.res.storage_key == ("coordination.k8s.io", "leases"):
                 meta = ch.new.get("metadata") or {}
                 health = self._health.get(meta.get("name", ""))
@@ -261,7 +263,7 @@ class NodeLifecycle:
         for node in nodes:
             self._sync_no_execute(node)
         nodes, _ = self._store.list(NODES)
-        pods, _ = self._store.list(PODS)
+        pods = list(self._pods)
         by_node: dict[str, list[dict[str, Any]]] = {}
         for pod in pods:
             node_name = (pod.get("spec") or {}).get("nodeName")
@@ -491,6 +493,7 @@ class NodeLifecycle:
             self._wakeup.stop()
 
     async def _serve(self) -> None:
+        self._pods.reset(self._store.list(PODS)[0])
         nodes, _ = self._store.list(NODES)
         for node in nodes:
             self._register(node)
