@@ -202,6 +202,17 @@ def custom_shape(name: str, field_path: str, value: str) -> Shape | None:
         raise invalid_field(
             field_path, value, f"Extended memory is not supported for the {family} series."
         )
+    if (
+        not ext
+        and rules.max_ext_total_mb is not None
+        and cpus * rules.max_mb_per_cpu < mb <= rules.max_ext_total_mb
+    ):
+        raise invalid_field(
+            field_path,
+            value,
+            f"Memory above {rules.max_mb_per_cpu}MiB per vCPU needs extended memory: "
+            "Extended memory must be requested with -ext.",
+        )
     low = cpus * rules.min_mb_per_cpu
     high = min(cpus * rules.max_mb_per_cpu, rules.max_total_mb)
     if ext and rules.max_ext_total_mb is not None:
@@ -213,8 +224,6 @@ def custom_shape(name: str, field_path: str, value: str) -> Shape | None:
             f"Memory should be between {low}MiB and {high}MiB for {cpus} vCPUs, while {mb}MiB "
             "is requested.",
         )
-    if not ext and mb > cpus * rules.max_mb_per_cpu:
-        raise invalid_field(field_path, value, "Extended memory must be requested with -ext.")
     return Shape(
         name,
         cpus,
