@@ -86,6 +86,8 @@ class FailingProvider(NoStatsProvider):
             if options.previous:
                 raise InvalidPod("no previous instance here")
             yield b"first\n"
+            if options.timestamps:
+                raise ConnectionResetError("the VM's kubelet hung up")
             raise InvalidPod("the machine went away")
 
         return lines()
@@ -343,6 +345,8 @@ async def test_error_after_the_first_chunk_ends_the_body(pods: Pods) -> None:
     async for api in started(make_api(FailingProvider(), pods)):
         status, _, body = await get(api, "/containerLogs/default/web/main")
         assert (status, body) == (200, b"first\nthe machine went away")
+        status, _, body = await get(api, "/containerLogs/default/web/main?timestamps=true")
+        assert (status, body) == (200, b"first\nConnectionResetError: the VM's kubelet hung up")
         status, _, body = await get(api, "/containerLogs/default/web/main?previous=true")
         assert (status, body) == (400, b"no previous instance here")
 

@@ -312,7 +312,10 @@ class KubeletAPI:
         response = web.StreamResponse(status=200)
         response.content_type = "text/plain"
         response.enable_chunked_encoding()
-        await response.prepare(request)
+        try:
+            await response.prepare(request)
+        except ConnectionError:
+            return response  # the client went away before the first byte
         budget = limit  # enforced here too, whatever the provider does with it
         chunk = first
         try:
@@ -320,20 +323,24 @@ class KubeletAPI:
                 if budget is not None:
                     chunk = chunk[:budget]
                     budget -= len(chunk)
-                if chunk:
-                    await response.write(chunk)
+                if chunk and not await _write(response, chunk):
+                    return response  # the client went away
                 if budget is not None and budget <= 0:
                     break
                 try:
                     chunk = await anext(chunks)
                 except StopAsyncIteration:
                     chunk = None
-        except VnodeError as e:
+        except Exception as e:  # the provider failed mid-stream
             # Too late for a status: like the kubelet, the error text ends the body.
-            log.warning("log stream of %s failed: %s", request.path, e.message)
-            await response.write(e.message.encode())
-        except ConnectionError:
-            return response  # the client went away
+            if isinstance(e, VnodeError):
+                text = e.message
+                log.warning("log stream of %s failed: %s", request.path, text)
+            else:
+                text = f"{type(e).__name__}: {e}"
+                log.exception("log stream of %s failed", request.path)
+            if not await _write(response, text.encode()):
+                return response
         with contextlib.suppress(ConnectionError):
             await response.write_eof()
         return response
@@ -357,6 +364,15 @@ class KubeletAPI:
     async def _unsupported(self, request: web.Request) -> web.Response:
         op = request.path.split("/")[1]
         raise Unsupported(f'{op} is not supported by this provider ("{self.provider.name}")')
+
+
+async def _write(response: web.StreamResponse, data: bytes) -> bool:
+    """Send ``data`` now; False when the client has gone away."""
+    try:
+        await response.write(data)
+    except ConnectionError:
+        return False
+    return True
 
 
 async def _close(stream: AsyncIterator[bytes]) -> None:
