@@ -260,10 +260,17 @@ async def test_deleting_a_pod_deletes_it_in_the_provider_then_removes_it(
     )
     uid = created["metadata"]["uid"]
     await harness.wait_phase("server", "Running")
-    await harness.delete_pod("server")  # graceful, as kubectl delete does
-    await async_wait_for(
-        lambda: _gone(harness, "server"), what="pod object removed after the provider deleted it"
-    )
+    # kubectl deletes gracefully and waits until the object is gone.
+    kubectl = await asyncio.create_subprocess_exec(
+        "kubectl", "delete", "pod", "server", "--timeout=30s",
+        env=harness.kubeapi.env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(kubectl.communicate(), 60)
+    assert kubectl.returncode == 0, out.decode()
+    assert out.decode().startswith('pod "server" deleted')
+    assert await _gone(harness, "server")
     assert 1 <= vnode.provider.deletes[uid] <= 2
     assert uid not in vnode.provider.pods
     await async_wait_for(lambda: _has(harness, "server", {"Killing"}))
@@ -379,12 +386,7 @@ async def test_orphan_provider_pods_are_deleted_only_after_the_cache_synced(
         ProviderContext(NODE, ApiClusterReader(harness.client), recorder, controller.notify)
     )
     tasks = [asyncio.create_task(controller.run()), asyncio.create_task(recorder.run())]
-    harness.running.append(
-        # Stopped by the fixture like the others.
-        __import__("tests.node.test_pods_e2e", fromlist=["Vnode"]).Vnode(
-            harness.client, provider, controller, recorder, tasks
-        )
-    )
+    harness.running.append(Vnode(harness.client, provider, controller, recorder, tasks))
     await until(lambda: "orphan-uid" not in provider.pods, what="orphan deleted")
     assert provider.synced_at_delete == [True]
     assert kept_uid in provider.pods
