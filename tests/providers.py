@@ -440,8 +440,10 @@ class FakeProvider:
         texts = fake.logs.get(container)
         if texts is None:
             texts = [f"line {i}" for i in range(1, s.lines + 1)]
-        started, _ = self._times(fake)
-        return [(started + dt.timedelta(seconds=s.every * i), text) for i, text in enumerate(texts)]
+        started, ended = self._times(fake)
+        lines = [(started + dt.timedelta(seconds=s.every * i), t) for i, t in enumerate(texts)]
+        # A container writes nothing after it exits.
+        return [(t, x) for t, x in lines if ended is None or t <= ended]
 
     async def _stream(self, fake: FakePod, options: LogOptions) -> AsyncIterator[bytes]:
         lines = self._lines(fake, options.container)

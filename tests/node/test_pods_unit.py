@@ -251,3 +251,41 @@ async def test_orphans_are_never_judged_before_the_cache_synced(
     controller._synced.set()
     assert await controller.delete_orphans() == 1
     assert provider.deletes == {"uid-x": 1}
+
+
+# -- the FakeProvider the end-to-end tests rely on ----------------------------------------
+
+
+async def test_fake_provider_lifecycle_logs_and_state_survive_a_restart(tmp_path: Any) -> None:
+    from vnode.provider import LogOptions
+
+    clock = FakeClock()
+    state = tmp_path / "state.json"
+    provider = FakeProvider(clock=clock, state_file=state)
+    spec = {"containers": [{"name": "main", "image": "busybox"}]}
+    meta = {"name": "p", "namespace": "default", "uid": "u1"}
+    script = {"test.vnode.dev/script": "pending=1,run=2,exit=3,lines=4,every=0.5"}
+    p: Any = {"metadata": {**meta, "annotations": script}, "spec": spec}
+    await provider.create_pod(p)
+    await provider.create_pod(p)  # again: success, not a second pod
+    assert (await provider.pod_status(p))["phase"] == "Pending"  # type: ignore[index]
+    with pytest.raises(Exception, match="is waiting to start: ContainerCreating"):
+        provider.container_logs(p, LogOptions("main"))
+    await clock.advance(1.6)
+    assert (await provider.pod_status(p))["phase"] == "Running"  # type: ignore[index]
+    lines = [c async for c in provider.container_logs(p, LogOptions("main"))]
+    assert lines == [b"line 1\n", b"line 2\n"]
+    await clock.advance(5)
+    status = await provider.pod_status(p)
+    assert status is not None and status["phase"] == "Failed"
+    assert status["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 3
+    tail = [c async for c in provider.container_logs(p, LogOptions("main", tail_lines=1))]
+    assert tail == [b"line 4\n"]
+
+    again = FakeProvider(clock=clock, state_file=state)
+    assert [r.uid for r in await again.list_pods()] == ["u1"]
+    assert again.creates == {"u1": 1} and again.create_calls == {"u1": 2}
+    await again.delete_pod(p)
+    await again.delete_pod(p)  # a missing pod is success
+    assert await again.pod_status(p) is None
+    assert FakeProvider(state_file=state).deletes == {"u1": 2}
