@@ -388,3 +388,98 @@ async def test_indexed_job_runs_each_index_once(env: SimpleNamespace) -> None:
     await eventually(lambda: "Complete" in condition_types(env.store, "idx"))
     st = status(env.store, "idx")
     assert (st["completedIndexes"], st["succeeded"]) == ("0-2", 3)
+
+
+def _failed_pod(exit_code: int | None = None, condition: str | None = None) -> dict[str, Any]:
+    status: dict[str, Any] = {"phase": "Failed"}
+    if exit_code is not None:
+        status["containerStatuses"] = [
+            {"name": "main", "state": {"terminated": {"exitCode": exit_code}}},
+            {"name": "side", "state": {"terminated": {"exitCode": 0}}},
+        ]
+    if condition:
+        status["conditions"] = [{"type": condition, "status": "True"}]
+    return {"metadata": {"namespace": "default", "name": "mypod"}, "status": status}
+
+
+def test_pod_failure_policy_matching() -> None:
+    from vnode.sandbox.kubeapi.jobs import Verdict, match_pod_failure_policy
+
+    policy = {
+        "rules": [
+            {"action": "Unknown", "onExitCodes": {"operator": "In", "values": [1, 2]}},
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            {"action": "Count", "onExitCodes": {"operator": "In", "values": [1, 2, 3]}},
+            {
+                "action": "FailJob",
+                "onExitCodes": {"containerName": "main", "operator": "NotIn", "values": [1, 2, 3]},
+            },
+            {
+                "action": "FailJob",
+                "onPodConditions": [{"type": "ResourceExhausted", "status": "True"}],
+            },
+        ]
+    }
+    assert match_pod_failure_policy(None, _failed_pod(42)) == Verdict()
+    assert match_pod_failure_policy(policy, _failed_pod(2)) == Verdict()
+    assert match_pod_failure_policy(policy, _failed_pod(condition="DisruptionTarget")) == Verdict(
+        count=False
+    )
+    assert match_pod_failure_policy(policy, _failed_pod(42)) == Verdict(
+        fail_job=(
+            "Container main for pod default/mypod failed with exit code 42 matching FailJob rule "
+            "at index 3"
+        )
+    )
+    assert match_pod_failure_policy(policy, _failed_pod(condition="ResourceExhausted")) == Verdict(
+        fail_job="Pod default/mypod has condition ResourceExhausted matching FailJob "
+        "rule at index 4"
+    )
+    assert match_pod_failure_policy(policy, _failed_pod()) == Verdict()  # nothing matched
+
+
+async def test_pod_failure_policy_fails_or_ignores(env: SimpleNamespace) -> None:
+    policy = {
+        "rules": [
+            {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}},
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        ]
+    }
+    make_job(env.store, "picky", podFailurePolicy=policy, backoffLimit=0)
+    (pod,) = await eventually(lambda: live(env.store, "picky"))
+    env.store.mutate(
+        PODS,
+        "default",
+        pod["metadata"]["name"],
+        lambda p: p["status"].update(
+            {
+                "phase": "Failed",
+                "conditions": [
+                    {"type": "DisruptionTarget", "status": "True", "reason": "Preempted"}
+                ],
+            }
+        ),
+        subresource="status",
+    )
+    # Ignored: not a failure, replaced at once even with backoffLimit 0.
+    (again,) = await eventually(lambda: live(env.store, "picky"))
+    assert "failed" not in status(env.store, "picky")
+    env.store.mutate(
+        PODS,
+        "default",
+        again["metadata"]["name"],
+        lambda p: p["status"].update(
+            {
+                "phase": "Failed",
+                "containerStatuses": [{"name": "main", "state": {"terminated": {"exitCode": 42}}}],
+            }
+        ),
+        subresource="status",
+    )
+    await eventually(lambda: "Failed" in condition_types(env.store, "picky"))
+    target = status(env.store, "picky")["conditions"][0]
+    assert (target["type"], target["reason"]) == ("FailureTarget", "PodFailurePolicy")
+    assert target["message"] == (
+        f"Container main for pod default/{again['metadata']['name']} failed with exit code 42 "
+        "matching FailJob rule at index 0"
+    )

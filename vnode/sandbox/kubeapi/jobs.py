@@ -8,7 +8,9 @@ that finalizer, and ends the Job the way 1.33 does: ``SuccessCriteriaMet`` then
 ``BackoffLimitExceeded`` / ``DeadlineExceeded``. Failed pods are replaced after the
 real exponential backoff (10 s doubling). ``completionMode: Indexed`` runs each index
 once (index annotation and label, ``JOB_COMPLETION_INDEX``, hostname,
-``completedIndexes``). Events are core/v1 from ``job-controller``.
+``completedIndexes``). A ``podFailurePolicy`` decides per failed pod (first matching
+rule: FailJob, Ignore, Count) with the real messages. Events are core/v1 from
+``job-controller``.
 
 It also does the garbage collection a deleted Job needs: its pods are deleted with it
 (propagation Background), or after it while it waits (``foregroundDeletion``
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 from typing import Any
 
@@ -110,6 +113,85 @@ def _indexed(job: dict[str, Any]) -> bool:
     return (job.get("spec") or {}).get("completionMode") == "Indexed"
 
 
+def _replace_only_failed(job: dict[str, Any]) -> bool:
+    spec = job.get("spec") or {}
+    policy = spec.get("podReplacementPolicy")
+    if policy is None:
+        policy = "Failed" if spec.get("podFailurePolicy") else "TerminatingOrFailed"
+    return bool(policy == "Failed")
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """What a pod failure policy says of one failed pod."""
+
+    count: bool = True  # counts toward backoffLimit
+    fail_job: str = ""  # the FailureTarget message when a FailJob rule matched
+
+
+def _exit_code_match(rule: dict[str, Any], pod: dict[str, Any]) -> tuple[str, int] | None:
+    req = rule.get("onExitCodes") or {}
+    values = set(req.get("values") or [])
+    status = pod.get("status") or {}
+    for c in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        if req.get("containerName") and c.get("name") != req["containerName"]:
+            continue
+        code = ((c.get("state") or {}).get("terminated") or {}).get("exitCode")
+        if not isinstance(code, int) or code == 0:
+            continue  # running or successful containers never match
+        if (req.get("operator") == "In" and code in values) or (
+            req.get("operator") == "NotIn" and code not in values
+        ):
+            return c.get("name", ""), code
+    return None
+
+
+def _condition_match(rule: dict[str, Any], pod: dict[str, Any]) -> str | None:
+    have = {
+        (c.get("type"), c.get("status")) for c in (pod.get("status") or {}).get("conditions") or []
+    }
+    for pattern in rule.get("onPodConditions") or []:
+        if (pattern.get("type"), pattern.get("status") or "True") in have:
+            return str(pattern.get("type"))
+    return None
+
+
+def match_pod_failure_policy(policy: dict[str, Any] | None, pod: dict[str, Any]) -> Verdict:
+    """The first rule of ``policy`` that matches the failed ``pod`` decides (as the Job
+    controller's matchPodFailurePolicy); no policy or no match counts the failure."""
+    if not policy:
+        return Verdict()
+    ref = f"{pod['metadata'].get('namespace', '')}/{pod['metadata'].get('name', '')}"
+    for i, rule in enumerate(policy.get("rules") or []):
+        action = rule.get("action")
+        if action not in ("FailJob", "Ignore", "Count", "FailIndex"):
+            continue  # unknown actions are skipped
+        message = ""
+        if rule.get("onExitCodes"):
+            if rule["onExitCodes"].get("operator") not in ("In", "NotIn"):
+                continue
+            hit = _exit_code_match(rule, pod)
+            if hit is None:
+                continue
+            message = (
+                f"Container {hit[0]} for pod {ref} failed with exit code {hit[1]} "
+                f"matching FailJob rule at index {i}"
+            )
+        elif rule.get("onPodConditions"):
+            cond = _condition_match(rule, pod)
+            if cond is None:
+                continue
+            message = f"Pod {ref} has condition {cond} matching FailJob rule at index {i}"
+        else:
+            continue
+        if action == "Ignore":
+            return Verdict(count=False)
+        if action == "FailJob":
+            return Verdict(fail_job=message)
+        return Verdict()  # Count, and FailIndex without per-index backoff limits
+    return Verdict()
+
+
 def finished(job: dict[str, Any]) -> str | None:
     """``Complete`` or ``Failed`` when the Job has ended."""
     for type_ in ("Complete", "Failed"):
@@ -130,6 +212,7 @@ class JobController:
         self._pods = ObjectCache()
         self._due: dict[Key, float] = {}  # when a Job must be looked at again (monotonic)
         self._last_failure: dict[str, float] = {}  # job uid -> monotonic time
+        self._fail_job: dict[str, str] = {}  # job uid -> a FailJob rule's message
         self._last_resync = 0.0
 
     # -- pods ----------------------------------------------------------------------------
@@ -233,6 +316,25 @@ class JobController:
             )
         self._read_back(pod)
 
+    @staticmethod
+    def _counts_as_failed(job: dict[str, Any], pod: dict[str, Any]) -> bool:
+        """A pod being deleted counts as failed at once, unless the Job waits for it to
+        end (a pod failure policy, or replacement only of Failed pods). One that never
+        reached a node has no kubelet to end it (the pod GC would mark it Failed), and
+        one whose kubelet confirmed the deletion (grace 0) has ended."""
+        meta = pod["metadata"]
+        if not meta.get("deletionTimestamp"):
+            return False
+        if (pod.get("status") or {}).get("phase") == "Succeeded":
+            return False
+        spec = job.get("spec") or {}
+        waits = spec.get("podFailurePolicy") or _replace_only_failed(job)
+        return (
+            not waits
+            or not (pod.get("spec") or {}).get("nodeName")
+            or meta.get("deletionGracePeriodSeconds") == 0
+        )
+
     # -- one Job -------------------------------------------------------------------------
 
     def _sync(self, key: Key) -> None:
@@ -269,9 +371,13 @@ class JobController:
                 status["succeeded"] = len(done)
             elif phase == "Succeeded":
                 status["succeeded"] = int(status.get("succeeded") or 0) + 1
-            elif phase == "Failed" or pod["metadata"].get("deletionTimestamp"):
-                status["failed"] = int(status.get("failed") or 0) + 1
-                self._last_failure[uid] = mono
+            elif phase == "Failed" or self._counts_as_failed(job, pod):
+                verdict = match_pod_failure_policy(spec.get("podFailurePolicy"), pod)
+                if verdict.count:
+                    status["failed"] = int(status.get("failed") or 0) + 1
+                    self._last_failure[uid] = mono
+                if verdict.fail_job and not self._fail_job.get(uid):
+                    self._fail_job[uid] = verdict.fail_job
             else:
                 continue
             self._drop_finalizer(pod)
@@ -335,7 +441,11 @@ class JobController:
 
         if not has("FailureTarget") and not has("SuccessCriteriaMet"):
             started = status.get("startTime")
-            if failed > backoff_limit:
+            fail_job = self._fail_job.pop(job["metadata"]["uid"], None)
+            if fail_job:
+                add("FailureTarget", "PodFailurePolicy", fail_job)
+                self._events.emit(job, "Warning", "PodFailurePolicy", fail_job)
+            elif failed > backoff_limit:
                 add(
                     "FailureTarget",
                     "BackoffLimitExceeded",
@@ -403,6 +513,17 @@ class JobController:
             want = 0 if succeeded > 0 else parallelism
         else:
             want = max(0, min(parallelism, int(completions) - succeeded))
+        if _replace_only_failed(job):
+            # podReplacementPolicy Failed: a terminating pod still holds its slot.
+            want = max(
+                0,
+                want
+                - sum(
+                    1
+                    for p in self._owned_pods(job)
+                    if p["metadata"].get("deletionTimestamp") and not fit.is_terminal(p)
+                ),
+            )
         total = int(completions or 0)
         done = parse_indexes(status.get("completedIndexes"))
         if _indexed(job):
