@@ -1483,12 +1483,9 @@ async def handle_token_request(  # noqa: PLR0917 - the SubresourceHandler signat
         namespace, name, audiences=audiences, expiration_seconds=seconds, pod=pod
     )
     now = auth.clock.now()
-    meta = {
-        "name": name,
-        "namespace": namespace,
-        "creationTimestamp": rfc3339(now),
-        "managedFields": _managed_fields(request, _TOKEN_REQUEST_API, spec_in, now, "token"),
-    }
+    meta: Obj = {"name": name, "namespace": namespace, "creationTimestamp": rfc3339(now)}
+    if spec_in:  # a writer that set no field has no managedFields entry
+        meta["managedFields"] = _managed_fields(request, _TOKEN_REQUEST_API, spec_in, now, "token")
     spec_out: Obj = {
         "audiences": audiences,
         "expirationSeconds": seconds,
