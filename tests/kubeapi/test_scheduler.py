@@ -318,6 +318,19 @@ async def test_ignores_other_schedulers_and_deleting_pods(env: SimpleNamespace) 
     assert not events_for(env.store, "custom")
 
 
+async def test_scheduling_gates_hold_a_pod_back(env: SimpleNamespace) -> None:
+    add_node(env.store, "n1")
+    add_pod(env.store, "gated", schedulingGates=[{"name": "example.com/quota"}])
+    add_pod(env.store, "free")
+    await eventually(lambda: get_pod(env.store, "free")["spec"].get("nodeName"))
+    assert not get_pod(env.store, "gated")["spec"].get("nodeName")
+    assert not events_for(env.store, "gated")
+    assert scheduler._pending(get_pod(env.store, "free")) is False  # bound now
+    ungated = dict(get_pod(env.store, "gated"))
+    ungated["spec"] = {k: v for k, v in ungated["spec"].items() if k != "schedulingGates"}
+    assert scheduler._pending(ungated)
+
+
 async def test_no_nodes_message(env: SimpleNamespace) -> None:
     add_pod(env.store, "alone")
     cond = await eventually(lambda: scheduled(env.store, "alone"))

@@ -1,8 +1,8 @@
 """A small kube-scheduler: binds pending pods to nodes that can take them.
 
-It schedules pods of ``schedulerName: default-scheduler`` that have no node and are not
-being deleted, oldest first (higher ``priority`` first), one at a time against a cache
-of nodes and bound pods fed by the store's change listener. The rules are in
+It schedules pods of ``schedulerName: default-scheduler`` that have no node, no
+scheduling gates and are not being deleted, oldest first (higher ``priority`` first),
+one at a time against a cache of nodes and bound pods fed by the store's changes. The rules are in
 :mod:`fit`; this module is the queue around them, shaped like the real scheduler's:
 
 - a pod that fits nowhere gets ``PodScheduled=False, reason=Unschedulable`` with the
@@ -80,6 +80,7 @@ def _pending(pod: dict[str, Any]) -> bool:
     spec = pod.get("spec") or {}
     return (
         not spec.get("nodeName")
+        and not spec.get("schedulingGates")  # held back until its gates are removed
         and (spec.get("schedulerName") or SCHEDULER_NAME) == SCHEDULER_NAME
         and not (pod.get("metadata") or {}).get("deletionTimestamp")
         and not fit.is_terminal(pod)
