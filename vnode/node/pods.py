@@ -447,9 +447,18 @@ class PodController:
             return
         key = pod_key(obj)
         if kind in ("ADDED", "MODIFIED"):
-            # Keep a newer copy we already hold (the answer to our own status patch).
-            if not _holds_newer(self._cache.get(key), obj):
-                self._cache[key] = obj
+            cached = self._cache.get(key)
+            if (
+                cached is not None
+                and cached["metadata"].get("uid") == obj["metadata"].get("uid")
+                and (_holds_newer(cached, obj) or cached["metadata"].get("resourceVersion") == rv)
+            ):
+                # We hold this version or a newer one already: the answer to our own
+                # status patch. Nothing to do, and no reason to poll the provider again.
+                if rv:
+                    self._resource_version = rv
+                return
+            self._cache[key] = obj
         elif kind == "DELETED":
             cached = self._cache.get(key)
             if cached is None or cached["metadata"].get("uid") == obj["metadata"].get("uid"):
