@@ -129,9 +129,13 @@ def test_node_ready_tainted_leased_and_stopped_by_sigterm(
     wait_for(untainted, timeout=30, what="the not-ready taint to be removed")
     assert DEFAULT_TAINT in node_dict(k8s)["spec"]["taints"]
 
-    lease = k8s.sanitize_for_serialization(
-        k8s_client.CoordinationV1Api(k8s).read_namespaced_lease(NODE, "kube-node-lease")
-    )
+    def read_lease() -> dict[str, Any]:
+        lease = k8s_client.CoordinationV1Api(k8s).read_namespaced_lease(NODE, "kube-node-lease")
+        raw: dict[str, Any] = k8s.sanitize_for_serialization(lease)
+        return raw
+
+    # The Lease follows the Node's registration (it needs the Node's uid).
+    lease = wait_for(read_lease, timeout=30, what="the Lease")
     assert lease["spec"]["holderIdentity"] == NODE
     assert lease["spec"]["leaseDurationSeconds"] == 40
     assert lease["metadata"]["ownerReferences"] == [
