@@ -68,3 +68,46 @@ def page(
     chunk = ordered[:limit]
     next_token = _encode(key(chunk[-1]), context) if len(ordered) > limit else None
     return chunk, next_token
+
+
+def list_body(
+    kind: str, ident: str, self_link: str, items: list[dict[str, Any]], token: str | None
+) -> dict[str, Any]:
+    """A zonal list answer; ``items`` is left out when empty, as the API does."""
+    body: dict[str, Any] = {"kind": kind, "id": ident, "selfLink": self_link}
+    if items:
+        body["items"] = items
+    if token:
+        body["nextPageToken"] = token
+    return body
+
+
+def aggregated_body(
+    *,
+    kind: str,
+    field: str,
+    ident: str,
+    self_link: str,
+    zones: list[str],
+    items: list[dict[str, Any]],
+    token: str | None,
+) -> dict[str, Any]:
+    """An aggregated list answer: every zone scope, empty ones with a NO_RESULTS_ON_PAGE warning."""
+    scopes: dict[str, Any] = {}
+    for zone in zones:
+        scope = f"zones/{zone}"
+        in_scope = [i for i in items if i["zone"].rsplit("/", 1)[-1] == zone]
+        if in_scope:
+            scopes[scope] = {field: in_scope}
+        else:
+            scopes[scope] = {
+                "warning": {
+                    "code": "NO_RESULTS_ON_PAGE",
+                    "message": f"There are no results for scope '{scope}' on this page.",
+                    "data": [{"key": "scope", "value": scope}],
+                }
+            }
+    body: dict[str, Any] = {"kind": kind, "id": ident, "items": scopes, "selfLink": self_link}
+    if token:
+        body["nextPageToken"] = token
+    return body
