@@ -330,3 +330,12 @@ def test_provider_id_override() -> None:
             return f"vnode://gce/proj/zone-a/{node_name}"
 
     assert provider_id(settings(), Gce()) == "vnode://gce/proj/zone-a/n1"
+
+
+async def test_a_taint_keeps_the_time_it_was_added(h: Harness) -> None:
+    stamped = {**DEFAULT, "value": "old", "timeAdded": "2026-01-01T00:00:00Z"}
+    h.fake.put_object(PATH, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
+                             "spec": {"taints": [stamped]}})  # fmt: skip
+    node = await h.keeper().register()
+    # Same key and effect: vnode's taint, updated in place (value) with its timeAdded.
+    assert node["spec"]["taints"] == [{**DEFAULT, "timeAdded": "2026-01-01T00:00:00Z"}]

@@ -263,9 +263,10 @@ class NodeKeeper:
         ]  # fmt: skip
         # vnode's taints keep a timeAdded the server or an earlier run gave them.
         previous = {_taint_id(t): t for t in spec.get("taints") or []}
-        ours = [{**t, **({"timeAdded": previous[_taint_id(t)]["timeAdded"]}
-                         if previous.get(_taint_id(t), {}).get("timeAdded") else {})}
-                for t in taints]  # fmt: skip
+        ours: list[dict[str, Any]] = []
+        for taint in taints:
+            added = previous.get(_taint_id(taint), {}).get("timeAdded")
+            ours.append({**taint, "timeAdded": added} if added else dict(taint))
         spec["taints"] = kept + ours
         if not spec["taints"]:
             del spec["taints"]
