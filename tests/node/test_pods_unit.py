@@ -289,3 +289,25 @@ async def test_fake_provider_lifecycle_logs_and_state_survive_a_restart(tmp_path
     await again.delete_pod(p)  # a missing pod is success
     assert await again.pod_status(p) is None
     assert FakeProvider(state_file=state).deletes == {"u1": 2}
+
+
+async def test_a_terminal_phase_is_never_patched_back(
+    controller: PodController, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    patches: list[Any] = []
+
+    async def fake_request_json(api: Any, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        patches.append(kw.get("body"))
+        return {"metadata": {"uid": "uid-a", "resourceVersion": "99"}}
+
+    monkeypatch.setattr(pods_module, "request_json", fake_request_json)
+    provider: FakeProvider = controller._provider  # type: ignore[assignment]
+    done = pod("a", "5")  # Succeeded on the API server
+    provider.set_status("uid-a", {"phase": "Running"})
+    state = pods_module._PodState("uid-a", created=True)
+    await controller._sync_status("default/a", done, state)
+    assert patches == []
+    # The same terminal phase with new details is still written.
+    provider.set_status("uid-a", {"phase": "Succeeded", "message": "all done"})
+    await controller._sync_status("default/a", done, state)
+    assert patches == [{"metadata": {"uid": "uid-a"}, "status": {"message": "all done"}}]

@@ -315,7 +315,10 @@ class PodController:
         while True:
             await self._clock.sleep(period)
             for key, state in list(self._states.items()):
-                if state.created and not state.deleted:
+                pod = self._cache.get(key)
+                if pod is None or not state.created or state.deleted:
+                    continue
+                if (pod.get("status") or {}).get("phase") not in TERMINAL:
                     self._queue.add(key)
 
     async def _orphan_loop(self) -> None:
