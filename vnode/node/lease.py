@@ -34,6 +34,9 @@ NAMESPACE = "kube-node-lease"
 API_VERSION = "coordination.k8s.io/v1"
 # Conflicts are retried at once, but not forever within one attempt.
 CONFLICT_ATTEMPTS = 5
+REQUEST_TIMEOUT = 10.0
+"""Seconds one Lease request may take (the kubelet's heartbeat client uses 10 s): a hung
+connection is abandoned and retried well before the 40 s lease lapses."""
 
 
 class LeaseKeeper:
@@ -92,7 +95,9 @@ class LeaseKeeper:
         body = {"apiVersion": API_VERSION, "kind": "Lease", "metadata": metadata,
                 "spec": self._spec()}  # fmt: skip
         try:
-            created = await kube.request(self.api, "POST", self.collection, body=body)
+            created = await kube.request(
+                self.api, "POST", self.collection, body=body, timeout=REQUEST_TIMEOUT
+            )
         except kube.ApiError as e:
             if kube.already_exists(e):
                 return None
@@ -106,7 +111,7 @@ class LeaseKeeper:
         for _ in range(CONFLICT_ATTEMPTS):
             if lease is None:
                 try:
-                    lease = await kube.request(self.api, "GET", self.path)
+                    lease = await kube.request(self.api, "GET", self.path, timeout=REQUEST_TIMEOUT)
                 except kube.ApiError as e:
                     if not e.not_found:
                         raise
