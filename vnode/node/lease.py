@@ -121,7 +121,9 @@ class LeaseKeeper:
                     self.lease = created
                     return created
             try:
-                renewed = await kube.request(self.api, "PUT", self.path, body=self._renewed(lease))
+                renewed = await kube.request(
+                    self.api, "PUT", self.path, body=self._renewed(lease), timeout=REQUEST_TIMEOUT
+                )
             except kube.ApiError as e:
                 if e.conflict or e.not_found:
                     lease = None  # changed or deleted underneath: read (or create) again
