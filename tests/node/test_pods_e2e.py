@@ -517,3 +517,45 @@ async def test_the_scheduler_binds_a_tolerating_pod_to_a_ready_node_and_it_runs(
 
 async def _gone(harness: Harness, name: str) -> bool:
     return await harness.get_pod(name) is None
+
+
+@pytest.mark.kubeapi(controllers=False)
+async def test_kubectl_describe_shows_vnodes_events(harness: Harness) -> None:
+    await harness.start()
+    await harness.create_pod("described")
+    await harness.wait_phase("described", "Succeeded")
+    await async_wait_for(lambda: _has(harness, "described", {"Creating", "Started"}))
+    kubectl = await asyncio.create_subprocess_exec(
+        "kubectl", "describe", "pod", "described",
+        env=harness.kubeapi.env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(kubectl.communicate(), 60)
+    text = out.decode()
+    assert kubectl.returncode == 0, text
+    events = text.split("Events:", 1)[1]
+    rows = [line.split() for line in events.splitlines() if line.strip().startswith("Normal")]
+    assert ["Normal", "Creating"] in [r[:2] for r in rows]
+    started = next(r for r in rows if r[1] == "Started")
+    assert "vnode" in started  # the From column
+    assert "Started container main" in events
+
+
+@pytest.mark.kubeapi(controllers=False)
+async def test_label_changes_reach_the_provider_as_updates(harness: Harness) -> None:
+    vnode = await harness.start()
+    await harness.create_pod("labelled", annotations={"test.vnode.dev/script": "run=forever"})
+    await harness.wait_phase("labelled", "Running")
+    assert vnode.provider.update_calls == 0
+    await request_json(
+        harness.client,
+        "PATCH",
+        "/api/v1/namespaces/default/pods/labelled",
+        body={"metadata": {"labels": {"tier": "batch"}}},
+        content_type="application/merge-patch+json",
+    )
+    await until(lambda: vnode.provider.update_calls == 1, what="update_pod called")
+    calls = vnode.provider.status_calls
+    await until(lambda: vnode.provider.status_calls >= calls + 5)
+    assert vnode.provider.update_calls == 1  # once per change, not once per poll
