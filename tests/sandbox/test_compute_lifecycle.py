@@ -7,6 +7,7 @@ PROVISIONING -> STAGING -> RUNNING -> STOPPING -> gone; ``zoneOperations.wait`` 
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,19 +32,31 @@ TIMINGS = Timings(provisioning=5, staging=10, stopping=20, wait_timeout=120)
 
 
 class FakeVM:
-    """Records what the emulator asks of the machine behind an instance."""
+    """Records what the emulator asks of the machine behind an instance.
+
+    Like a real machine, ``start`` keeps running until ``stop`` halts it.
+    """
 
     def __init__(self, instance: dict[str, Any]) -> None:
         self.instance = instance
         self.internal_ip = instance["networkInterfaces"][0]["networkIP"]
         self.started = threading.Event()
         self.stopped = threading.Event()
+        self.finished = threading.Event()
+        self._halt: asyncio.Event | None = None
 
     async def start(self) -> None:
+        self._halt = asyncio.Event()
         self.started.set()
+        try:
+            await self._halt.wait()
+        finally:
+            self.finished.set()
 
     async def stop(self) -> None:
         self.stopped.set()
+        if self._halt is not None:
+            self._halt.set()
 
 
 @pytest.fixture
@@ -128,6 +141,39 @@ def test_instance_moves_through_the_real_states(
     wait_for(lambda: status(compute, "life") is None, what="instance gone")
     assert op_status(compute, delete.name).status == compute_v1.Operation.Status.DONE
     assert compute.emulator.vm("life") is None
+    assert vm.finished.is_set()
+
+
+def test_repeated_deletes_all_finish_when_the_instance_is_gone(
+    compute: RunningCompute, clock: FakeClock
+) -> None:
+    boot(compute, clock, "twice")
+    client = compute.instances()
+    first = client.delete(project=PROJECT, zone=ZONE, instance="twice")
+    wait_for(lambda: status(compute, "twice") == "STOPPING", what="STOPPING")
+    second = client.delete(project=PROJECT, zone=ZONE, instance="twice")
+    assert second.name != first.name
+    for op in (first, second):
+        assert op_status(compute, op.name).status != compute_v1.Operation.Status.DONE
+    advance(compute, clock, TIMINGS.stopping)
+    wait_for(lambda: status(compute, "twice") is None, what="instance gone")
+    for op in (first, second):
+        assert op_status(compute, op.name).status == compute_v1.Operation.Status.DONE
+
+
+def test_stopping_the_emulator_stops_running_machines(tmp_path: Path) -> None:
+    clock = FakeClock()
+    machines: list[FakeVM] = []
+
+    def factory(instance: dict[str, Any]) -> FakeVM:
+        machines.append(FakeVM(instance))
+        return machines[-1]
+
+    with running_compute(tmp_path, clock=clock, timings=TIMINGS, vm_factory=factory) as rc:
+        boot(rc, clock, "left-running")
+        wait_for(machines[0].started.is_set, what="VM start")
+    assert machines[0].stopped.is_set()
+    assert machines[0].finished.is_set()
 
 
 def test_wait_blocks_until_done_or_its_deadline(tmp_path: Path) -> None:

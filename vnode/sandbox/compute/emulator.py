@@ -119,7 +119,7 @@ class ComputeEmulator:
         self._lifecycle: dict[Key, asyncio.Task[None]] = {}  # boot/stop/preempt per instance
         self._deleting: dict[Key, asyncio.Task[None]] = {}
         self._vms: dict[Key, VM] = {}
-        self._vm_tasks: set[asyncio.Task[None]] = set()
+        self._vm_tasks: dict[Key, asyncio.Task[None]] = {}
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.endpoint = ""
@@ -131,7 +131,8 @@ class ComputeEmulator:
         self._loop = asyncio.get_running_loop()
         app = web.Application(middlewares=[error_middleware], client_max_size=8 * 1024 * 1024)
         app.add_routes(self._routes())
-        self._runner = web.AppRunner(app, access_log=None)
+        # In-flight calls (a long zoneOperations.wait) must not hold a shutdown for a minute.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
@@ -143,12 +144,14 @@ class ComputeEmulator:
 
     async def stop(self) -> None:
         self.faults.bind(None)
-        tasks = [*self._lifecycle.values(), *self._deleting.values(), *self._vm_tasks]
+        self._ops.release_waiters()
+        tasks = [*self._lifecycle.values(), *self._deleting.values()]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        # Machines stop like deleted instances' machines: stop(), then their task ends.
         for key in list(self._vms):
             await self._stop_vm(key)
         if self._runner is not None:
@@ -370,20 +373,23 @@ class ComputeEmulator:
             except Exception:
                 log.exception("VM %s failed to start", self._path(key))
 
-        task = asyncio.create_task(run(), name=f"compute-vm-{key[1]}-{key[2]}")
-        self._vm_tasks.add(task)
-        task.add_done_callback(self._vm_tasks.discard)
+        self._vm_tasks[key] = asyncio.create_task(run(), name=f"compute-vm-{key[1]}-{key[2]}")
 
     async def _stop_vm(self, key: Key) -> None:
+        """Stop the machine, then end its start() if that is still running."""
         vm = self._vms.pop(key, None)
-        if vm is None:
-            return
-        try:
-            await vm.stop()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("VM %s failed to stop", self._path(key))
+        task = self._vm_tasks.pop(key, None)
+        if vm is not None:
+            try:
+                await vm.stop()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("VM %s failed to stop", self._path(key))
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _terminate(self, key: Key, *, delete: bool) -> None:
         """STOPPING, then TERMINATED (kept) or gone (deleted)."""

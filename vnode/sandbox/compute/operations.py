@@ -118,6 +118,11 @@ class Operations:
         if event is not None:
             event.set()
 
+    def release_waiters(self) -> None:
+        """Let every pending wait answer now (the server is shutting down)."""
+        for event in self._done.values():
+            event.set()
+
     def delete(self, key: Key) -> None:
         self._ops.pop(key, None)
         self._done.pop(key, None)
