@@ -318,6 +318,17 @@ def test_label_rules(compute: RunningCompute, labels: dict[str, str], fragment: 
     assert fragment in e.value.errors[0]["message"]
 
 
+def test_label_refusal_carries_the_error_info_detail(compute: RunningCompute) -> None:
+    status, body = raw(compute, "POST", INSTANCES, raw_body(labels={"owner": "Team-A"}))
+    assert status == 400
+    (detail,) = body["error"]["details"]
+    assert detail["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"
+    assert detail["reason"] == "INVALID_FIELD_VALUE"
+    assert detail["domain"] == "compute.googleapis.com"
+    assert detail["metadata"]["field"] == "resource.labels"
+    assert detail["metadata"]["reason"].startswith("Label value 'Team-A' violates format")
+
+
 def test_valid_labels_are_kept_with_a_fingerprint(compute: RunningCompute) -> None:
     labels = {"vnode-node": "n1", "vnode-pod-uid": "0f3c-11", "empty": "", "ünï": "ç_ö"}
     insert_and_wait(compute, instance_body("labelled", labels=labels))

@@ -56,10 +56,17 @@ class ComputeError(Exception):
 
 
 def invalid_field(path: str, value: str, why: str = "") -> ComputeError:
+    """Compute's refusal of one field, with the ErrorInfo detail newer answers carry."""
     msg = f"Invalid value for field '{path}': '{value}'."
     if why:
         msg += f" {why}"
-    return ComputeError(400, msg, "invalid")
+    info = {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": "INVALID_FIELD_VALUE",
+        "domain": "compute.googleapis.com",
+        "metadata": {"field": path, "value": value, **({"reason": why} if why else {})},
+    }
+    return ComputeError(400, msg, "invalid", details=[info])
 
 
 def required_field(path: str) -> ComputeError:
