@@ -252,3 +252,48 @@ def test_environment_only_configuration(kubeapi: RunningKubeAPI, tmp_path: Path,
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_a_pod_runs_logs_and_is_deleted_through_kubectl(
+    start: Any, k8s: Any, kubeapi: RunningKubeAPI
+) -> None:
+    """The user's path: apply, watch it run and finish, read its logs, delete it."""
+    vnode = start()
+    wait_ready(k8s, vnode)
+
+    def kubectl(*args: str, stdin: str | None = None) -> str:
+        done = subprocess.run(["kubectl", *args], env=kubeapi.env, input=stdin,
+                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
+        return done.stdout
+
+    manifest = """
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hello
+  annotations:
+    test.vnode.dev/script: "pending=0.2,run=0.5,exit=0,lines=3"
+spec:
+  restartPolicy: Never
+  tolerations:
+  - key: virtual-kubelet.io/provider
+    operator: Exists
+    effect: NoSchedule
+  containers:
+  - name: main
+    image: busybox
+    command: ["echo", "hello"]
+"""
+    kubectl("apply", "-f", "-", stdin=manifest)
+    api = core(k8s)
+
+    def phase() -> str:
+        return str(api.read_namespaced_pod("hello", "default").status.phase)
+
+    wait_for(lambda: phase() == "Succeeded", timeout=30, what="the pod to succeed")
+    assert api.read_namespaced_pod("hello", "default").spec.node_name == NODE
+    assert kubectl("logs", "hello").splitlines() == ["line 1", "line 2", "line 3"]
+    kubectl("delete", "pod", "hello", "--wait=true", "--timeout=30s")
+    assert "hello" not in kubectl("get", "pods", "-o", "name")
+    assert vnode.terminate() == 0, vnode.output()
