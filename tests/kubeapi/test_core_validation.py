@@ -536,3 +536,19 @@ def test_micro_time_is_checked_in_patches_too(kubeapi: RunningKubeAPI) -> None:
     )
     assert got.status == 400
     assert got.json()["message"].endswith('cannot parse "Z" as ".000000"')
+
+
+def test_strict_patch_rejects_unknown_fields(kubeapi: RunningKubeAPI) -> None:
+    _existing_ref_err(kubeapi)
+    path = "/api/v1/namespaces/default/pods/ref-err"
+    merge = {"Content-Type": "application/merge-patch+json"}
+    strict = kubeapi.request(
+        "PATCH", f"{path}?fieldValidation=Strict", {"spec": {"foo": 1}}, headers=merge
+    )
+    assert strict.status == 400
+    assert strict.json()["message"] == (
+        'Pod in version "v1" cannot be handled as a Pod: '
+        'strict decoding error: unknown field "spec.foo"'
+    )
+    lenient = kubeapi.request("PATCH", path, {"spec": {"foo": 1}}, headers=merge)
+    assert lenient.status == 200 and "foo" not in lenient.json()["spec"]

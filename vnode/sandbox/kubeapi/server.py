@@ -776,6 +776,7 @@ class KubeAPI:
             subresource=sub,
             manager=manager,
             dry_run=_dry_run(request),
+            strict=request.query.get("fieldValidation") == "Strict",
         )
         return _render(patched, fmt)
 

@@ -834,6 +834,7 @@ class Store:
         subresource: str | None = None,
         manager: str = "unknown",
         dry_run: bool = False,
+        strict: bool = False,
     ) -> Obj:
         from vnode.sandbox.kubeapi import patches
 
@@ -848,7 +849,7 @@ class Store:
             )
         # The patched object is decoded like a request body (MicroTime formats, unknown
         # fields dropped).
-        admission.check_decode(res, patched, strict=False)
+        admission.check_decode(res, patched, strict=strict)
         patched.setdefault("metadata", {})
         if patched["metadata"].get("name") not in (None, name):
             raise StatusError(
