@@ -368,6 +368,52 @@ def test_metadata_at_the_limit_is_accepted(compute: RunningCompute) -> None:
     assert vm["metadata"]["fingerprint"]
 
 
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (
+            {"tags": {"items": ["vnode", "Bad_Tag"]}},
+            "'resource.tags.items[1]': 'Bad_Tag'. Must be a match of regex",
+        ),
+        (
+            {"disks": [{"boot": True, "initialize_params": {"source_image": "cos stable"}}]},
+            "'resource.disks[0].initializeParams.sourceImage': 'cos stable'. The URL is malformed.",
+        ),
+        (
+            {
+                "disks": [
+                    {"boot": True, "initialize_params": {"source_image": IMAGE, "disk_size_gb": 5}}
+                ]
+            },
+            "Requested disk size cannot be smaller than the image size (10 GB)",
+        ),
+        ({"disks": []}, "'resource.disks': ''. Boot disk must be specified."),
+        ({"network_interfaces": []}, "Network interface must be specified."),
+    ],
+)
+def test_tags_images_disks_and_interfaces(
+    compute: RunningCompute, change: dict[str, Any], fragment: str
+) -> None:
+    body = instance_body("shape")
+    for field, value in change.items():
+        setattr(body, field, value)
+    with pytest.raises(gexc.BadRequest) as e:
+        compute.instances().insert(project=PROJECT, zone=ZONE, instance_resource=body)
+    assert fragment in e.value.errors[0]["message"]
+
+
+def test_images_by_family_name_or_url_are_accepted(compute: RunningCompute) -> None:
+    for i, image in enumerate(
+        [
+            "projects/cos-cloud/global/images/cos-121-18867-90-4",
+            "https://www.googleapis.com/compute/v1/projects/cos-cloud/global/images/family/cos-121-lts",
+            "global/images/my-image",
+        ]
+    ):
+        disks = [{"boot": True, "initialize_params": {"source_image": image}}]
+        assert not insert_and_wait(compute, instance_body(f"img-{i}", disks=disks)).error.errors
+
+
 def test_unknown_query_parameter_and_unknown_zone(compute: RunningCompute) -> None:
     status, body = raw(compute, "GET", INSTANCES + "?colour=blue")
     assert status == 400

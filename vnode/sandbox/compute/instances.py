@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import random
+import re
 from typing import Any
 
 from vnode.sandbox.compute import catalogue, errors, rules
@@ -23,6 +24,14 @@ from vnode.sandbox.compute.resources import (
     service_account_email,
     timestamp,
 )
+
+# Images are global resources: full or partial URLs, by name or by family.
+_IMAGE_RE = re.compile(
+    r"^(?:https://(?:www|compute)\.googleapis\.com/compute/(?:v1|beta)/)?"
+    r"(?:projects/[a-z][-a-z0-9.:]*[a-z0-9]/)?global/images/(?:family/)?"
+    r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$"
+)
+IMAGE_SIZE_GB = 10  # what COS (and most public images) need at least
 
 _OUTPUT_ONLY = ("statusMessage", "lastStartTimestamp", "lastStopTimestamp", "cpuPlatform")
 
@@ -66,6 +75,8 @@ def build(
     gpus = accelerators(zone_link, body.get("guestAccelerators") or [], shape)
     scheduling = rules.normalise_scheduling(body.get("scheduling"), has_gpus=bool(gpus))
     tags = (body.get("tags") or {}).get("items") or []
+    for i, tag in enumerate(tags):
+        rules.check_name(tag, f"resource.tags.items[{i}]")
     inst = copy.deepcopy(body)
     for field in _OUTPUT_ONLY:
         inst.pop(field, None)
@@ -183,6 +194,17 @@ def disks(
         if not (d.get("source") or params.get("sourceImage") or params.get("sourceSnapshot")):
             raise invalid_field(
                 f"resource.disks[{i}]", "", "Source image or source disk must be specified."
+            )
+        image = params.get("sourceImage")
+        if image and not _IMAGE_RE.match(image):
+            path = f"resource.disks[{i}].initializeParams.sourceImage"
+            raise invalid_field(path, image, "The URL is malformed.")
+        size = params.get("diskSizeGb")
+        if image and size is not None and int(size) < IMAGE_SIZE_GB:
+            raise invalid_field(
+                f"resource.disks[{i}].initializeParams.diskSizeGb",
+                str(size),
+                f"Requested disk size cannot be smaller than the image size ({IMAGE_SIZE_GB} GB)",
             )
         boot = bool(d.get("boot")) or (not has_boot and i == 0)
         disk_name = params.get("diskName") or (name if boot else f"{name}-{i}")
