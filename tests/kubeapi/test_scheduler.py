@@ -331,6 +331,14 @@ async def test_scheduling_gates_hold_a_pod_back(env: SimpleNamespace) -> None:
     assert scheduler._pending(ungated)
 
 
+async def test_a_malformed_pod_does_not_block_the_others(env: SimpleNamespace) -> None:
+    add_node(env.store, "n1")
+    add_pod(env.store, "broken", nodeSelector="not-a-map")
+    add_pod(env.store, "fine")
+    await eventually(lambda: get_pod(env.store, "fine")["spec"].get("nodeName") == "n1")
+    assert not get_pod(env.store, "broken")["spec"].get("nodeName")
+
+
 async def test_no_nodes_message(env: SimpleNamespace) -> None:
     add_pod(env.store, "alone")
     cond = await eventually(lambda: scheduled(env.store, "alone"))

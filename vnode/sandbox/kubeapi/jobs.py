@@ -792,7 +792,11 @@ class JobController:
                 keys |= {k for k, at in self._due.items() if at <= now}
                 for key in sorted(keys):
                     self._due.pop(key, None)
-                    self._sync(key)
+                    try:
+                        self._sync(key)
+                    except Exception:
+                        # One broken Job must not stop the others; the resync retries it.
+                        log.exception("syncing job %s/%s failed", *key)
             except Exception:
                 log.exception("job controller pass failed")
             keys = set()

@@ -502,7 +502,10 @@ class NodeLifecycle:
         while True:
             try:
                 for name in self._observe(self._wakeup.drain()):
-                    self._sync_node(name)
+                    try:
+                        self._sync_node(name)
+                    except Exception:
+                        log.exception("syncing node %s failed", name)
                 if self._clock.monotonic() >= next_monitor:
                     next_monitor = self._clock.monotonic() + self.monitor_period
                     self._monitor()

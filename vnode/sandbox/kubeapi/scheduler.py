@@ -271,8 +271,15 @@ class Scheduler:
             elif state.ready_at > now:
                 due = state.ready_at
             else:
-                if self._attempt(pod, state, nodes, now):
-                    continue  # bound
+                try:
+                    if self._attempt(pod, state, nodes, now):
+                        continue  # bound
+                except Exception:
+                    # One malformed pod must not stop everyone else's scheduling.
+                    log.exception("scheduling %s/%s failed", *state.key)
+                    state.attempts += 1
+                    state.ready_at = now + _backoff(state.attempts)
+                    state.parked, state.parked_at, state.plugins = True, now, frozenset()
                 due = state.parked_at + UNSCHEDULABLE_FLUSH if state.parked else state.ready_at
             if due is not None:
                 next_at = due if next_at is None else min(next_at, due)
