@@ -78,6 +78,22 @@ def test_scripted_errors_count_down_per_method(compute: RunningCompute) -> None:
     assert e.value.errors[0] == {"message": "boom", "domain": "global", "reason": "internalError"}
 
 
+def test_older_403_rate_limit_and_method_names_checked(compute: RunningCompute) -> None:
+    faults = compute.emulator.faults
+    faults.fail_next("instances.delete", code=403)
+    with pytest.raises(gexc.Forbidden) as e:
+        compute.instances().delete(project=PROJECT, zone=ZONE, instance="x")
+    assert e.value.errors[0] == {
+        "message": "Rate Limit Exceeded",
+        "domain": "usageLimits",
+        "reason": "rateLimitExceeded",
+    }
+    with pytest.raises(ValueError, match="unknown Compute API method"):
+        faults.fail_next("instances.create")
+    with pytest.raises(ValueError):
+        faults.latency(1, "instance.get")
+
+
 def test_latency_delays_answers(compute: RunningCompute) -> None:
     compute.emulator.faults.latency(1.0, "instances.get")
     with pytest.raises(requests.exceptions.Timeout):

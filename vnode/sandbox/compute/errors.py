@@ -157,6 +157,9 @@ def for_fault(code: int, reason: str | None, message: str | None, project: str) 
         return backend_error()
     if code == 500 and reason is None and message is None:
         return internal_error()
+    if code == 403 and reason in (None, "rateLimitExceeded") and message is None:
+        # What Compute answered for rate limits before it moved to 429.
+        return ComputeError(403, "Rate Limit Exceeded", "rateLimitExceeded", domain="usageLimits")
     default_reason = {403: "rateLimitExceeded", 429: "rateLimitExceeded"}.get(code, "backendError")
     return ComputeError(
         code,

@@ -10,10 +10,21 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vnode.sandbox.compute import validation
+
 
 def method_key(method: str) -> str:
-    """``compute.instances.insert``, ``instances.insert`` and ``instances.insert`` agree."""
-    return method.removeprefix("compute.")
+    """``compute.instances.insert`` and ``instances.insert`` name the same method; a name
+    the discovery document does not know is refused, so a typo cannot silently disarm a
+    fault."""
+    key = method.removeprefix("compute.")
+    if key == "*":
+        return key
+    resource, _, name = key.partition(".")
+    methods = validation.discovery()["resources"].get(resource, {}).get("methods", {})
+    if name not in methods:
+        raise ValueError(f"unknown Compute API method {method!r}")
+    return key
 
 
 @dataclass
@@ -68,7 +79,7 @@ class Faults:
                 self._latency.pop(method_key(method), None)
 
     def take_error(self, method: str) -> ScriptedError | None:
-        key = method_key(method)
+        key = method.removeprefix("compute.")
         with self._lock:
             self.calls[key] = self.calls.get(key, 0) + 1
             queue = self._errors.get(key, [])
@@ -82,8 +93,9 @@ class Faults:
             return None
 
     def delay_for(self, method: str) -> float:
+        key = method.removeprefix("compute.")
         with self._lock:
-            return self._latency.get(method_key(method), self._latency.get("*", 0.0))
+            return self._latency.get(key, self._latency.get("*", 0.0))
 
     # -- capacity ----------------------------------------------------------------------
 
