@@ -258,7 +258,7 @@ def test_a_pod_runs_logs_and_is_deleted_through_kubectl(
     start: Any, k8s: Any, kubeapi: RunningKubeAPI
 ) -> None:
     """The user's path: apply, watch it run and finish, read its logs, delete it."""
-    vnode = start()
+    vnode = start("--status-period", "0.5")  # the fake provider does not push status
     wait_ready(k8s, vnode)
 
     def kubectl(*args: str, stdin: str | None = None) -> str:
