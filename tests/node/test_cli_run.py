@@ -7,6 +7,7 @@ SIGTERM stops vnode cleanly, and a restart updates the same Node instead of repl
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -297,3 +298,65 @@ spec:
     kubectl("delete", "pod", "hello", "--wait=true", "--timeout=30s")
     assert "hello" not in kubectl("get", "pods", "-o", "name")
     assert vnode.terminate() == 0, vnode.output()
+
+
+def test_vnode_run_against_vnode_sandbox(tmp_path: Path) -> None:
+    """Exactly the README's steps: `vnode sandbox`, then source sandbox.env and `vnode run`."""
+    state = tmp_path / "state"
+    bin_dir = Path(sys.executable).parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VNODE_", "KUBE"))}
+    env["PATH"] = f"{bin_dir}:{env.get('PATH', '')}"
+    env["KUBECACHEDIR"] = str(tmp_path / "kubecache")
+    env["VNODE_FAKE_PROVIDER_STATE"] = str(tmp_path / "fake.json")
+    sandbox = subprocess.Popen(
+        [str(bin_dir / "vnode"), "sandbox", "--state-dir", str(state)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    procs = [sandbox]
+    try:
+        wait_for((state / "ready").exists, timeout=60, what="the sandbox")
+        log = tmp_path / "run.log"
+        script = (
+            f"set -a; . {state / 'sandbox.env'}; set +a; exec vnode run "
+            f"--provider tests.providers:FakeProvider --node-name n1 --kubelet-port 0"
+        )
+        with log.open("wb") as out:
+            run = subprocess.Popen(
+                ["bash", "-c", script], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        procs.append(run)
+        kube_env = {**env, "KUBECONFIG": str(state / "kubeconfig")}
+
+        def node_ready() -> bool:
+            assert run.poll() is None, log.read_text()
+            done = subprocess.run(
+                [
+                    "kubectl",
+                    "get",
+                    "node",
+                    "n1",
+                    "-o",
+                    'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+                ],
+                env=kube_env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            return done.stdout == "True"
+
+        wait_for(node_ready, timeout=60, interval=0.3, what="Node n1 Ready")
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(STOP_BOUND) == 0, log.read_text()
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(STOP_BOUND)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
