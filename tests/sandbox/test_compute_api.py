@@ -601,6 +601,12 @@ def test_responses_conform_to_the_discovery_document(compute: RunningCompute) ->
     assert vm["serviceAccounts"][0]["email"].endswith("-compute@developer.gserviceaccount.com")
 
 
+def test_return_partial_success_is_tolerated_on_lists(compute: RunningCompute) -> None:
+    status, body = raw(compute, "GET", INSTANCES + "?returnPartialSuccess=true&maxResults=10")
+    assert status == 200
+    assert body["kind"] == "compute#instanceList"
+
+
 def test_unknown_paths_answer_404_json(compute: RunningCompute) -> None:
     status, body = raw(compute, "GET", f"/compute/v1/projects/{PROJECT}/global/networks")
     assert status == 404

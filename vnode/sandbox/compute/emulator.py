@@ -170,6 +170,11 @@ class ComputeEmulator:
         return None
 
     @property
+    def zones(self) -> list[str]:
+        """The zones this emulator serves."""
+        return list(catalogue.ZONES)
+
+    @property
     def operations(self) -> list[dict[str, Any]]:
         return [copy.deepcopy(o) for _, o in self._ops.items()]
 

@@ -46,7 +46,9 @@ class Faults:
         self._stockouts: dict[str, int | None] = {}  # zone -> remaining inserts (None: all)
         self._quotas: dict[tuple[str, str | None], float] = {}  # (metric, region) -> limit
         self._preempt: Callable[[str, str | None], None] | None = None
-        self.calls: dict[str, int] = {}  # method -> calls seen (tests assert on these)
+        # Calls seen per method (``instances.list``...), failed or not: tests assert on these
+        # to hold vnode to a bounded number of Compute calls.
+        self.calls: dict[str, int] = {}
 
     # -- HTTP errors and latency -------------------------------------------------------
 
@@ -77,6 +79,13 @@ class Faults:
                 self._latency[method_key(method)] = seconds
             else:
                 self._latency.pop(method_key(method), None)
+
+    def call_count(self, method: str) -> int:
+        """How many calls of ``method`` arrived so far (``*``: all methods)."""
+        with self._lock:
+            if method == "*":
+                return sum(self.calls.values())
+            return self.calls.get(method_key(method), 0)
 
     def take_error(self, method: str) -> ScriptedError | None:
         key = method.removeprefix("compute.")
