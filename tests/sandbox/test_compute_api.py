@@ -443,6 +443,20 @@ def test_unknown_machine_type_and_zone_mismatch(compute: RunningCompute) -> None
         )
 
 
+def test_preemptible_with_automatic_restart_is_the_real_refusal(compute: RunningCompute) -> None:
+    scheduling = {"preemptible": True, "automatic_restart": True}
+    with pytest.raises(gexc.BadRequest) as e:
+        compute.instances().insert(
+            project=PROJECT,
+            zone=ZONE,
+            instance_resource=instance_body("pre", scheduling=scheduling),
+        )
+    assert e.value.errors[0]["message"] == (
+        "Invalid value for field 'resource.scheduling.preemptible': 'true'. "
+        "Scheduling must have preemptible be false when AutomaticRestart is true."
+    )
+
+
 def test_spot_and_run_duration_rules(compute: RunningCompute) -> None:
     bad = [
         {"provisioning_model": "SPOT", "on_host_maintenance": "MIGRATE"},

@@ -154,11 +154,17 @@ def normalise_scheduling(
         )
     restart = s.get("automaticRestart")
     if spot and restart:
+        # The real wording names the field that makes the instance preemptible.
+        if s.get("preemptible"):
+            raise invalid_field(
+                f"{path}.preemptible",
+                "true",
+                "Scheduling must have preemptible be false when AutomaticRestart is true.",
+            )
         raise invalid_field(
-            f"{path}.automaticRestart",
-            "true",
-            "Scheduling must have automaticRestart set to false for Spot and preemptible "
-            "instances.",
+            f"{path}.provisioningModel",
+            "SPOT",
+            "Scheduling must have provisioningModel be STANDARD when AutomaticRestart is true.",
         )
     run = duration_seconds(s.get("maxRunDuration"))
     action = s.get("instanceTerminationAction")
