@@ -15,6 +15,7 @@ Per-pod behaviour comes from annotations on the API pod:
 - ``test.vnode.dev/logs``: the log text of every container (lines split on newlines);
   ``test.vnode.dev/logs.<container>`` for one container.
 - ``test.vnode.dev/refuse: "<message>"``: ``create_pod`` raises ``InvalidPod``.
+- ``test.vnode.dev/quota: "<message>"``: ``create_pod`` raises ``QuotaExceeded``.
 - ``test.vnode.dev/create-failures: "N"``: the first N ``create_pod`` calls raise
   ``Retryable``.
 
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from vnode.clock import Clock, SystemClock, parse_time, rfc3339
-from vnode.errors import InvalidPod, NotFound, Retryable
+from vnode.errors import InvalidPod, NotFound, QuotaExceeded, Retryable
 from vnode.provider import LogOptions, Pod, PodRef, PodStatus, ProviderContext
 
 ANNOTATION = "test.vnode.dev/"
@@ -240,6 +241,9 @@ class FakeProvider:
         if (message := annotations.get(ANNOTATION + "refuse")) is not None:
             self._save()
             raise InvalidPod(message or "refused by the fake provider")
+        if (message := annotations.get(ANNOTATION + "quota")) is not None:
+            self._save()
+            raise QuotaExceeded(message or "no capacity left in the fake provider")
         failures = int(annotations.get(ANNOTATION + "create-failures", "0"))
         if self.create_calls[uid] <= failures:
             self._save()

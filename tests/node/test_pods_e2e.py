@@ -559,3 +559,48 @@ async def test_label_changes_reach_the_provider_as_updates(harness: Harness) -> 
     calls = vnode.provider.status_calls
     await until(lambda: vnode.provider.status_calls >= calls + 5)
     assert vnode.provider.update_calls == 1  # once per change, not once per poll
+
+
+@pytest.mark.kubeapi(controllers=False)
+async def test_a_pod_without_room_fails_with_quota_exceeded(harness: Harness) -> None:
+    vnode = await harness.start()
+    created = await harness.create_pod(
+        "too-big", annotations={"test.vnode.dev/quota": "no c4-standard-4 left in the zone"}
+    )
+    failed = await harness.wait_phase("too-big", "Failed")
+    assert failed["status"]["reason"] == "QuotaExceeded"
+    assert failed["status"]["message"] == "no c4-standard-4 left in the zone"
+    await async_wait_for(lambda: _has(harness, "too-big", {"QuotaExceeded"}))
+    assert vnode.provider.create_calls[created["metadata"]["uid"]] == 1
+
+
+@pytest.mark.kubeapi(controllers=False)
+async def test_active_deadline_stops_the_pod_and_fails_it(harness: Harness) -> None:
+    vnode = await harness.start()
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "deadline", "annotations": {"test.vnode.dev/script": "run=forever"}},
+        "spec": {
+            "nodeName": NODE,
+            "activeDeadlineSeconds": 1,
+            "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "1d"]}],
+        },
+    }
+    created = await request_json(
+        harness.client, "POST", "/api/v1/namespaces/default/pods", body=body
+    )
+    uid = created["metadata"]["uid"]
+    failed = await harness.wait_phase("deadline", "Failed")
+    assert failed["status"]["reason"] == "DeadlineExceeded"
+    assert failed["status"]["message"] == (
+        "Pod was active on the node longer than the specified deadline"
+    )
+    assert vnode.provider.deletes.get(uid) == 1
+    assert uid not in vnode.provider.pods
+    await async_wait_for(lambda: _has(harness, "deadline", {"DeadlineExceeded"}))
+    # Deleting it afterwards does not stop it again; the object simply goes.
+    await harness.delete_pod("deadline")
+    await async_wait_for(lambda: _gone(harness, "deadline"))
+    assert vnode.provider.deletes.get(uid) == 1

@@ -8,11 +8,13 @@ and :meth:`PodController.reconcile` them from the *latest* cached pod, so each s
 decided from current state and is safe to repeat:
 
 - a new pod is handed to ``provider.create_pod``; a pod the provider refuses
-  (``InvalidPod``) ends ``Failed`` with its reason and message and a Warning Event and is
-  never tried again; any other failure is retried with the key's backoff and reported
-  as a Warning Event;
+  (``InvalidPod``, or ``QuotaExceeded`` when it found no room) ends ``Failed`` with its
+  reason and message and a Warning Event and is never tried again; any other failure is
+  retried with the key's backoff and reported as a Warning Event;
 - a pod with a ``deletionTimestamp`` is deleted in the provider, then its object is
   removed with grace period 0 and a uid precondition;
+- a pod past its ``activeDeadlineSeconds`` is stopped and ends ``Failed`` with reason
+  ``DeadlineExceeded``, as the kubelet does;
 - the provider's status is written to ``pods/status`` as a strategic merge patch, only
   when it differs from what the API server holds, and never moving a pod out of a
   terminal phase.
@@ -41,8 +43,8 @@ from typing import Any, Protocol, cast
 
 import aiohttp
 
-from vnode.clock import Clock
-from vnode.errors import InvalidPod
+from vnode.clock import Clock, parse_time
+from vnode.errors import InvalidPod, QuotaExceeded
 from vnode.node.cluster import ApiError, path, request, request_json
 from vnode.node.queue import KeyedQueue, ShutDown
 from vnode.provider import Pod, PodRef, PodStatus, Provider
@@ -508,7 +510,10 @@ class PodController:
                 return  # finished (or refused) before we got to it: nothing to start
             if not await self._create(key, pod, state):
                 return
-        elif (spec_hash := _spec_fingerprint(pod)) != state.spec_hash:
+        if phase in TERMINAL or state.deleted:
+            self._queue.forget(key)
+            return  # nothing runs any more; the object waits for its deletion
+        if (spec_hash := _spec_fingerprint(pod)) != state.spec_hash:
             try:
                 await self._provider.update_pod(cast(Pod, pod))
                 state.spec_hash = spec_hash
@@ -518,16 +523,37 @@ class PodController:
                 log.warning("provider update of pod %s failed: %s", key, e)
                 self._queue.add_rate_limited(key)
                 return
-        if phase not in TERMINAL:
-            await self._sync_status(key, pod, state)
+        if await self._deadline_passed(key, pod, state):
+            return
+        await self._sync_status(key, pod, state)
         self._queue.forget(key)
+
+    async def _deadline_passed(self, key: str, pod: dict[str, Any], state: _PodState) -> bool:
+        """Enforce ``activeDeadlineSeconds`` as the kubelet does: stop the pod, fail it."""
+        deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds")
+        started = (pod.get("status") or {}).get("startTime")
+        if deadline is None or not started:
+            return False
+        left = (parse_time(started) - self._clock.now()).total_seconds() + float(deadline)
+        if left > 0:
+            self._queue.add_after(key, left)  # look again when it runs out
+            return False
+        if not await self._provider_delete(cast(Pod, pod), key):
+            return True
+        state.deleted = True
+        message = "Pod was active on the node longer than the specified deadline"
+        if await self._fail(key, pod, "DeadlineExceeded", message):
+            self._record(cast(Pod, pod), "Warning", "DeadlineExceeded", message)
+        return True
 
     async def _create(self, key: str, pod: dict[str, Any], state: _PodState) -> bool:
         try:
             await self._provider.create_pod(cast(Pod, pod))
         except asyncio.CancelledError:
             raise
-        except InvalidPod as e:
+        except (InvalidPod, QuotaExceeded) as e:
+            # The pod can never run here (or no capacity is left for it): fail it now,
+            # rather than leave it Pending for ever.
             log.info("provider refused pod %s: %s", key, e.message)
             await self._fail(key, pod, e.pod_reason, e.message)
             self._record(cast(Pod, pod), "Warning", e.pod_reason, e.message)
@@ -551,13 +577,13 @@ class PodController:
         )
         return True
 
-    async def _fail(self, key: str, pod: dict[str, Any], reason: str, message: str) -> None:
-        """End a pod the provider cannot run: phase Failed with why, as a kubelet rejects one."""
+    async def _fail(self, key: str, pod: dict[str, Any], reason: str, message: str) -> bool:
+        """End a pod that cannot run (on): phase Failed with why, as a kubelet does."""
         body = {
             "metadata": {"uid": pod["metadata"]["uid"]},
             "status": {"phase": "Failed", "reason": reason, "message": message},
         }
-        await self._patch_status(key, pod, body)
+        return await self._patch_status(key, pod, body)
 
     async def _delete(self, key: str, pod: dict[str, Any], state: _PodState) -> None:
         if not state.deleted:
