@@ -613,3 +613,40 @@ def test_e2e_binding_and_eviction_through_the_client(k8s: Any) -> None:
     pod = v1.read_namespaced_pod("manual", "default")
     assert pod.metadata.deletion_timestamp is not None
     assert any(c.type == "DisruptionTarget" for c in pod.status.conditions)
+
+
+async def test_anti_affinity_pod_waits_for_its_peer_to_leave(env: SimpleNamespace) -> None:
+    add_node(env.store, "only")
+    env.store.create(
+        PODS,
+        "default",
+        {
+            "metadata": {"name": "web-1", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "main", "image": "busybox:1.36"}]},
+        },
+    )
+    await eventually(lambda: get_pod(env.store, "web-1")["spec"].get("nodeName"))
+    anti = {
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "labelSelector": {"matchLabels": {"app": "web"}},
+                    "topologyKey": "kubernetes.io/hostname",
+                }
+            ]
+        }
+    }
+    env.store.create(
+        PODS,
+        "default",
+        {
+            "metadata": {"name": "web-2", "labels": {"app": "web"}},
+            "spec": {"affinity": anti, "containers": [{"name": "main", "image": "busybox:1.36"}]},
+        },
+    )
+    cond = await eventually(lambda: scheduled(env.store, "web-2"))
+    assert "didn't match pod anti-affinity rules" in cond["message"]
+    env.store.delete(PODS, "default", "web-1", grace_period_seconds=0)
+    await settle(env.clock)
+    await env.clock.advance(1.0)
+    await eventually(lambda: get_pod(env.store, "web-2")["spec"].get("nodeName") == "only")

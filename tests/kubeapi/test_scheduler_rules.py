@@ -508,3 +508,96 @@ def test_tolerating_pod_binds_like_the_real_scheduler() -> None:
     assert (
         fit.decide(pending, _reference_nodes(second=False), {}).node == recorded["spec"]["nodeName"]
     )
+
+
+# -- inter-pod affinity -------------------------------------------------------------------
+
+
+def _labelled(
+    name: str,
+    labels: dict[str, str],
+    *,
+    node_name: str = "",
+    namespace: str = "default",
+    affinity: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    p = pod(name, node_name=node_name, phase="Running" if node_name else "Pending")
+    p["metadata"].update({"labels": labels, "namespace": namespace, "uid": f"uid-{name}"})
+    if affinity:
+        p["spec"]["affinity"] = affinity
+    return p
+
+
+def _term(
+    labels: dict[str, str], key: str = "kubernetes.io/hostname", **extra: Any
+) -> dict[str, Any]:
+    return {"labelSelector": {"matchLabels": labels}, "topologyKey": key, **extra}
+
+
+def _anti(*terms: dict[str, Any]) -> dict[str, Any]:
+    return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": list(terms)}}
+
+
+def _with(*terms: dict[str, Any]) -> dict[str, Any]:
+    return {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": list(terms)}}
+
+
+def test_anti_affinity_spreads_replicas() -> None:
+    web = _labelled("web-1", {"app": "web"}, node_name="a")
+    new = _labelled("web-2", {"app": "web"}, affinity=_anti(_term({"app": "web"})))
+    assert decide(new, [node("a"), node("b")], [web]).node == "b"
+    d = decide(new, [node("a")], [web])
+    assert d.message == (
+        "0/1 nodes are available: 1 node(s) didn't match pod anti-affinity rules. preemption: "
+        "0/1 nodes are available: 1 No preemption victims found for incoming pod."
+    )
+    assert d.plugins == {fit.INTER_POD_AFFINITY}
+
+
+def test_anti_affinity_is_namespaced_by_default() -> None:
+    other = _labelled("web-x", {"app": "web"}, node_name="a", namespace="other")
+    new = _labelled("web-2", {"app": "web"}, affinity=_anti(_term({"app": "web"})))
+    assert decide(new, [node("a")], [other]).node == "a"
+    everywhere = _labelled(
+        "web-3", {"app": "web"}, affinity=_anti(_term({"app": "web"}, namespaceSelector={}))
+    )
+    assert decide(everywhere, [node("a")], [other]).node is None
+
+
+def test_affinity_follows_its_peer_or_waits_for_one() -> None:
+    db = _labelled("db", {"app": "db"}, node_name="b")
+    app = _labelled("app", {"app": "api"}, affinity=_with(_term({"app": "db"})))
+    assert decide(app, [node("a"), node("b")], [db]).node == "b"
+    d = decide(app, [node("a"), node("b")], [])
+    assert d.message == (
+        "0/2 nodes are available: 2 node(s) didn't match pod affinity rules. preemption: "
+        "0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+    )
+
+
+def test_first_pod_of_a_self_affine_group_may_go_anywhere() -> None:
+    first = _labelled("cache-1", {"app": "cache"}, affinity=_with(_term({"app": "cache"})))
+    assert decide(first, [node("a")], []).node == "a"
+
+
+def test_existing_pods_anti_affinity_refuses_newcomers() -> None:
+    loner = _labelled(
+        "loner", {"app": "loner"}, node_name="a", affinity=_anti(_term({"app": "web"}))
+    )
+    web = _labelled("web", {"app": "web"})
+    assert decide(web, [node("a"), node("b")], [loner]).node == "b"
+    assert decide(web, [node("a")], [loner]).message.startswith(
+        "0/1 nodes are available: 1 node(s) didn't satisfy existing pods anti-affinity rules."
+    )
+
+
+def test_zone_wide_anti_affinity() -> None:
+    zone = "topology.kubernetes.io/zone"
+    nodes = [
+        node("a", labels={zone: "z1"}),
+        node("b", labels={zone: "z1"}),
+        node("c", labels={zone: "z2"}),
+    ]
+    db = _labelled("db-1", {"app": "db"}, node_name="a")
+    new = _labelled("db-2", {"app": "db"}, affinity=_anti(_term({"app": "db"}, zone)))
+    assert decide(new, nodes, [db]).node == "c"

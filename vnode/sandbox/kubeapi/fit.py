@@ -2,7 +2,8 @@
 
 Pure functions over raw objects, so the rules are unit-tested without a server. They
 follow the filters of kube-scheduler's default profile in their order
-(NodeUnschedulable, TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit): a node
+(NodeUnschedulable, TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit,
+InterPodAffinity from :mod:`podaffinity`): a node
 is rejected by the first filter that fails, and the failure message counts the reasons
 over all nodes exactly as the real scheduler prints them (see ``07-scheduler`` in the
 reference captures), including the preemption summary that follows them.
@@ -15,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vnode.sandbox.kubeapi import quantity
+from vnode.sandbox.kubeapi import podaffinity, quantity
 
 # Plugin names: the requeue logic keys on them, and one message names a plugin.
 NODE_UNSCHEDULABLE = "NodeUnschedulable"
@@ -23,6 +24,7 @@ TAINT_TOLERATION = "TaintToleration"
 NODE_AFFINITY = "NodeAffinity"
 NODE_PORTS = "NodePorts"
 NODE_RESOURCES_FIT = "NodeResourcesFit"
+INTER_POD_AFFINITY = "InterPodAffinity"
 
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 NOT_HELPFUL = "Preemption is not helpful for scheduling"
@@ -56,32 +58,44 @@ class NodeUsage:
     pods: int = 0
     # Counted, so one pod leaving does not free a port another pod also holds.
     host_ports: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+    residents: dict[str, podaffinity.Resident] = field(default_factory=dict)  # by uid
+    with_anti_affinity: int = 0  # residents that refuse some newcomers
 
     def add(self, pod: Mapping[str, Any]) -> None:
         self.add_parts(pod_parts(pod))
 
     def add_parts(self, parts: PodParts) -> None:
-        requests, scoring, ports = parts
+        requests, scoring, ports, resident = parts
         self.requested.update(requests)
         self.scoring.update(scoring)
         self.pods += 1
         self.host_ports.update(ports)
+        self.residents[resident.uid] = resident
+        self.with_anti_affinity += bool(resident.anti_affinity)
 
     def remove_parts(self, parts: PodParts) -> None:
-        requests, scoring, ports = parts
+        requests, scoring, ports, resident = parts
         self.requested.subtract(requests)
         self.scoring.subtract(scoring)
         self.pods -= 1
         self.host_ports.subtract(ports)
         self.host_ports = +self.host_ports
+        if self.residents.pop(resident.uid, None) is not None:
+            self.with_anti_affinity -= bool(resident.anti_affinity)
 
 
-# What a bound pod takes from its node: (requests, scoring requests, host ports).
-PodParts = tuple[Counter[str], Counter[str], frozenset[tuple[str, str, int]]]
+# What a bound pod takes from its node: (requests, scoring requests, host ports, and
+# itself as inter-pod affinity sees it).
+PodParts = tuple[Counter[str], Counter[str], frozenset[tuple[str, str, int]], podaffinity.Resident]
 
 
 def pod_parts(pod: Mapping[str, Any]) -> PodParts:
-    return pod_requests(pod), scoring_requests(pod), frozenset(host_ports(pod))
+    return (
+        pod_requests(pod),
+        scoring_requests(pod),
+        frozenset(host_ports(pod)),
+        podaffinity.resident(pod),
+    )
 
 
 # -- requests ---------------------------------------------------------------------------
@@ -355,13 +369,24 @@ def check_resources(
     return Rejection(NODE_RESOURCES_FIT, tuple(reasons), True)
 
 
+def check_inter_pod(
+    pod: Mapping[str, Any], node: Mapping[str, Any], peers: podaffinity.Peers | None
+) -> Rejection | None:
+    refusal = peers.check(pod, node) if peers is not None else None
+    if refusal is None:
+        return None
+    return Rejection(INTER_POD_AFFINITY, (refusal[0],), refusal[1])
+
+
 def check_node(
     pod: Mapping[str, Any],
     node: Mapping[str, Any],
     usage: NodeUsage | None = None,
     request: Mapping[str, int] | None = None,
+    peers: podaffinity.Peers | None = None,
 ) -> Rejection | None:
-    """The first filter that rejects ``node`` for ``pod``, or None when it fits."""
+    """The first filter that rejects ``node`` for ``pod``, or None when it fits
+    (inter-pod affinity only when ``peers`` says where the other pods are)."""
     usage = usage or NodeUsage()
     request = pod_requests(pod) if request is None else request
     return (
@@ -370,7 +395,22 @@ def check_node(
         or check_affinity(pod, node)
         or check_ports(pod, usage)
         or check_resources(request, node, usage)
+        or check_inter_pod(pod, node, peers)
     )
+
+
+def _peers(
+    pod: Mapping[str, Any], nodes: Sequence[Mapping[str, Any]], usage: Mapping[str, NodeUsage]
+) -> podaffinity.Peers | None:
+    """Only worth building when the pod or some bound pod has (anti-)affinity terms."""
+    relevant = (
+        podaffinity.required_terms(pod, "podAffinity")
+        or podaffinity.required_terms(pod, "podAntiAffinity")
+        or any(u.with_anti_affinity for u in usage.values())
+    )
+    if not relevant:
+        return None
+    return podaffinity.Peers(nodes, {name: u.residents.values() for name, u in usage.items()})
 
 
 def score(node: Mapping[str, Any], usage: NodeUsage, pod: Mapping[str, Any]) -> float:
@@ -435,6 +475,7 @@ def decide(
             failure_message(len(nodes), unresolvable, prefilter=AFFINITY_CONFLICT),
             frozenset({NODE_AFFINITY}),
         )
+    peers = _peers(pod, nodes, usage)
     rejections: list[Rejection] = []
     best: tuple[float, str] | None = None
     for node in sorted(nodes, key=lambda n: n["metadata"]["name"]):
@@ -447,7 +488,7 @@ def decide(
             )
             continue
         node_usage = usage.get(name) or NodeUsage()
-        rejection = check_node(pod, node, node_usage, request)
+        rejection = check_node(pod, node, node_usage, request, peers)
         if rejection is not None:
             rejections.append(rejection)
             continue

@@ -87,6 +87,14 @@ def _pending(pod: dict[str, Any]) -> bool:
     )
 
 
+def _placement(pod: dict[str, Any] | None) -> tuple[str, str] | None:
+    """Where a live bound pod sits and with which labels (None: not a resident)."""
+    if pod is None or fit.is_terminal(pod) or not (pod.get("spec") or {}).get("nodeName"):
+        return None
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return pod["spec"]["nodeName"], json.dumps(labels, sort_keys=True)
+
+
 def _backoff(attempts: int) -> float:
     return float(min(MAX_BACKOFF, INITIAL_BACKOFF * 2.0 ** max(0, attempts - 1)))
 
@@ -113,6 +121,10 @@ def _hint(
         )
     if plugin == fit.NODE_PORTS:
         return old is None
+    if plugin == fit.INTER_POD_AFFINITY:
+        return old is None or (old.get("metadata") or {}).get("labels") != (
+            new.get("metadata") or {}
+        ).get("labels")
     if plugin == fit.NODE_RESOURCES_FIT:
         request = fit.pod_requests(pod)
         if fit.check_resources(request, new, usage) is not None:
@@ -178,6 +190,7 @@ class Scheduler:
 
     def _apply_changes(self) -> None:
         freed = False
+        peers_moved = False
         node_changes: list[tuple[dict[str, Any] | None, dict[str, Any]]] = []
         for ch in self._wakeup.drain():
             obj = ch.new
@@ -215,7 +228,10 @@ class Scheduler:
                 and (ch.type == "DELETED" or fit.is_terminal(obj))
             ):
                 freed = True
-        if not node_changes and not freed:
+            # Bound pods arriving, leaving or relabelled change what affinity sees.
+            if _placement(before) != _placement(None if ch.type == "DELETED" else obj):
+                peers_moved = True
+        if not node_changes and not freed and not peers_moved:
             return
         for state, pod in self._parked():
             if not state.plugins:
@@ -228,6 +244,8 @@ class Scheduler:
                     state.parked = False
                     break
             if freed and state.plugins & {fit.NODE_RESOURCES_FIT, fit.NODE_PORTS}:
+                state.parked = False
+            if peers_moved and fit.INTER_POD_AFFINITY in state.plugins:
                 state.parked = False
 
     def _track(self, uid: str, pod: dict[str, Any] | None) -> None:
