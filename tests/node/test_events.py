@@ -224,3 +224,39 @@ async def test_cluster_reader_reads_config_maps_secrets_and_tokens(aclient: Any)
         "default", "default", audiences=["vnode-test"], expiration_seconds=3600
     )
     assert token.count(".") == 2
+
+
+async def test_a_transient_api_error_is_retried_then_given_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from vnode.node import events as events_module
+    from vnode.node.cluster import ApiError
+
+    calls: list[str] = []
+    answers: list[Exception | None] = [ApiError(503, "busy"), None, *[ApiError(500, "x")] * 3]
+
+    async def fake_request_json(api: Any, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        calls.append(kw["body"]["message"])
+        answer = answers.pop(0)
+        if answer is not None:
+            raise answer
+        return {}
+
+    monkeypatch.setattr(events_module, "request_json", fake_request_json)
+    clock = FakeClock()
+    rec = EventRecorder(None, "vnode-test", clock)
+    rec(POD, "Normal", "Started", "first")
+    rec(POD, "Normal", "Started", "second")
+    task = asyncio.create_task(rec.run())
+    try:
+
+        async def settled() -> bool:
+            await clock.advance(1.0)
+            return rec.pending == 0
+
+        await async_wait_for(settled, what="both events handled")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert calls == ["first", "first", "second", "second", "second"]
+    assert (rec.sent, rec.failed) == (1, 1)
