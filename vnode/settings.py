@@ -405,3 +405,65 @@ class GCESettings:
     allowed_host_paths: tuple[str, ...] = ()
     """``hostPath`` volumes a pod may use (the path or anything below it); every other
     hostPath fails the pod, since the VM's disk is not the user's to browse."""
+
+
+_PROJECT = re.compile(r"^(?:[a-z][-a-z0-9.]*[a-z0-9]:)?[a-z][-a-z0-9]{4,28}[a-z0-9]$")
+_ZONE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
+_RFC1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+_MAX_RUN_DURATION = (30, 120 * 24 * 3600)  # what Compute Engine accepts for maxRunDuration
+
+
+def validate_gce(gce: GCESettings, *, in_use: bool = True) -> None:
+    """Raise ConfigError (one clear sentence) for GCE settings that cannot work.
+
+    ``in_use``: the GCE provider is the one selected, so a project and a zone are needed.
+    """
+    if in_use and not gce.project:
+        raise ConfigError("the GCE provider needs a project (--project or VNODE_PROJECT)")
+    if gce.project and not _PROJECT.match(gce.project):
+        raise ConfigError(f"invalid GCE project ID {gce.project!r}")
+    if in_use and not gce.zones:
+        raise ConfigError("the GCE provider needs at least one zone (--zone or VNODE_ZONE)")
+    for zone in gce.zones:
+        if not _ZONE.match(zone):
+            raise ConfigError(f"invalid zone {zone!r}: expected a name such as us-central1-a")
+    if not gce.machine_families:
+        raise ConfigError("give at least one machine family (e.g. e2)")
+    for family in (*gce.machine_families, *gce.gpu_families):
+        if not re.match(r"^[a-z][a-z0-9]*$", family):
+            raise ConfigError(f"invalid machine family {family!r}: expected a name such as e2")
+    for what, text in (
+        ("kubelet CPU overhead", gce.kubelet_overhead_cpu),
+        ("kubelet memory overhead", gce.kubelet_overhead_memory),
+    ):
+        if not _QUANTITY.match(text):
+            raise ConfigError(f"invalid {what} {text!r}: expected a quantity such as 250m or 512Mi")
+    if gce.boot_disk_min_gb < 10:
+        raise ConfigError(
+            f"boot disk minimum must be at least 10 GB (the COS image), not {gce.boot_disk_min_gb}"
+        )
+    if gce.boot_disk_headroom_gb < 0:
+        raise ConfigError(f"boot disk headroom cannot be negative ({gce.boot_disk_headroom_gb})")
+    low, high = _MAX_RUN_DURATION
+    if not low <= gce.max_run_duration_seconds <= high:
+        raise ConfigError(
+            f"maximum run duration must be between {low} s and {high} s (120 days), "
+            f"not {gce.max_run_duration_seconds}"
+        )
+    if gce.delete_delay_seconds < 0:
+        raise ConfigError(f"VM deletion delay cannot be negative ({gce.delete_delay_seconds} s)")
+    _positive("VM status period", gce.status_period)
+    _positive("machine type cache lifetime", gce.machine_types_ttl_seconds)
+    for tag in gce.network_tags:
+        if not _RFC1035.match(tag):
+            raise ConfigError(
+                f"invalid network tag {tag!r}: 1-63 lowercase letters, digits or '-', "
+                "starting with a letter"
+            )
+    for path in gce.allowed_host_paths:
+        if not path.startswith("/"):
+            raise ConfigError(f"allowed host path {path!r} must be absolute")
+    if gce.compute_endpoint and not gce.compute_endpoint.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"invalid Compute endpoint {gce.compute_endpoint!r}: expected an http(s) URL"
+        )

@@ -365,6 +365,38 @@ def test_deprecated_and_unknown_shared_core_types_are_skipped() -> None:
     assert choose_machine(pod(), catalogue, NO_CUSTOM).machine_type == "e2-standard-4"
 
 
+def test_the_client_librarys_snake_case_dicts_work_too() -> None:
+    item = {
+        "name": "g2-standard-8",
+        "guest_cpus": 8,
+        "memory_mb": 32768,
+        "is_shared_cpu": False,
+        "maximum_persistent_disks_size_gb": 263168,
+        "accelerators": [{"guest_accelerator_type": "nvidia-l4", "guest_accelerator_count": 1}],
+    }
+    shape = MachineType.from_api(item)
+    assert shape == MachineType(
+        name="g2-standard-8",
+        family="g2",
+        cpus=8,
+        cpu_milli=8000,
+        memory_mb=32768,
+        gpus=1,
+        gpu_type="nvidia-l4",
+        max_disk_gb=263168,
+    )
+
+
+def test_allocatable_of_a_choice(catalogue: list[dict]) -> None:
+    choice = choose_machine(pod(container(limits={"nvidia.com/gpu": "1"})), catalogue, SETTINGS)
+    assert choice.allocatable == {
+        "cpu": "4",
+        "memory": "16384Mi",
+        "ephemeral-storage": "10Gi",
+        "nvidia.com/gpu": "1",
+    }
+
+
 def test_custom_names() -> None:
     assert custom_name("n2", 8, 16384) == "n2-custom-8-16384"
     assert custom_name("n2", 8, 98304, extended=True) == "n2-custom-8-98304-ext"

@@ -110,7 +110,20 @@ class MachineChoice:
     boot_disk_gb: int
     """Boot disk size in GB (GiB, as Compute Engine counts disks)."""
     on_host_maintenance: str
-    """``TERMINATE`` for GPU types (they cannot live-migrate), else ``MIGRATE``."""
+    """``TERMINATE`` for GPU types (they cannot live-migrate), else ``MIGRATE``. A Spot
+    VM must be ``TERMINATE`` whatever this says."""
+
+    @property
+    def allocatable(self) -> dict[str, str]:
+        """What the VM kubelet will offer, for ``resourceFieldRef`` on unset limits."""
+        out = {
+            "cpu": str(self.cpus),
+            "memory": f"{self.memory_mb}Mi",
+            "ephemeral-storage": f"{self.boot_disk_gb}Gi",
+        }
+        if self.gpus:
+            out[GPU_RESOURCE] = str(self.gpus)
+        return out
 
 
 @dataclass(frozen=True)
@@ -139,35 +152,43 @@ class MachineType:
 
     @classmethod
     def from_api(cls, item: Mapping[str, Any]) -> MachineType | None:
-        """A ``compute#machineType`` resource, or None when vnode cannot use it."""
+        """A ``compute#machineType`` resource, or None when vnode cannot use it.
+
+        Takes the REST JSON (``guestCpus``) and the client library's ``to_dict`` form
+        (``guest_cpus``) alike.
+        """
         name = str(item.get("name", ""))
-        if not name or (item.get("deprecated") or {}).get("state") in {
-            "DEPRECATED",
-            "OBSOLETE",
-            "DELETED",
-        }:
+        deprecated = _get(item, "deprecated") or {}
+        if not name or deprecated.get("state") in {"DEPRECATED", "OBSOLETE", "DELETED"}:
             return None
-        cpus = int(item.get("guestCpus", 0))
-        if item.get("isSharedCpu"):
+        cpus = int(_get(item, "guestCpus") or 0)
+        if _get(item, "isSharedCpu"):
             if name not in SHARED_CORE_MILLIS:
                 return None
             cpu_milli = SHARED_CORE_MILLIS[name]
         else:
             cpu_milli = cpus * 1000
         gpus, gpu_type = 0, ""
-        for acc in item.get("accelerators") or ():
-            gpus += int(acc.get("guestAcceleratorCount", 0))
-            gpu_type = gpu_type or str(acc.get("guestAcceleratorType", ""))
+        for acc in _get(item, "accelerators") or ():
+            gpus += int(_get(acc, "guestAcceleratorCount") or 0)
+            gpu_type = gpu_type or str(_get(acc, "guestAcceleratorType") or "")
         return cls(
             name=name,
             family=family_of(name),
             cpus=cpus,
             cpu_milli=cpu_milli,
-            memory_mb=int(item.get("memoryMb", 0)),
+            memory_mb=int(_get(item, "memoryMb") or 0),
             gpus=gpus,
             gpu_type=gpu_type,
-            max_disk_gb=int(item.get("maximumPersistentDisksSizeGb", 0) or 0),
+            max_disk_gb=int(_get(item, "maximumPersistentDisksSizeGb") or 0),
         )
+
+
+def _get(item: Mapping[str, Any], camel: str) -> Any:
+    """A field by its JSON name or by its proto (snake_case) name."""
+    if camel in item:
+        return item[camel]
+    return item.get(re.sub(r"([A-Z])", lambda m: "_" + m[1].lower(), camel))
 
 
 def family_of(machine_type: str) -> str:
