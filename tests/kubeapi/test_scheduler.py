@@ -650,3 +650,58 @@ async def test_anti_affinity_pod_waits_for_its_peer_to_leave(env: SimpleNamespac
     await settle(env.clock)
     await env.clock.advance(1.0)
     await eventually(lambda: get_pod(env.store, "web-2")["spec"].get("nodeName") == "only")
+
+
+def test_e2e_kubectl_describe_shows_why_a_pod_is_pending(k8s: Any, kubeapi: Any) -> None:
+    import subprocess
+
+    from kubernetes import client
+
+    from tests.waiting import wait_for
+
+    v1 = client.CoreV1Api(k8s)
+    v1.create_node(_node_body("small", cpu="1"))
+    v1.create_namespaced_pod(
+        "default",
+        {
+            "metadata": {"name": "hungry"},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "busybox:1.36",
+                        "resources": {"requests": {"cpu": "2"}},
+                    }
+                ]
+            },
+        },
+    )
+
+    def described() -> str:
+        out = subprocess.run(
+            ["kubectl", "describe", "pod", "hungry"],
+            env=kubeapi.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        return out if "FailedScheduling" in out else ""
+
+    out = wait_for(described, timeout=20, what="FailedScheduling in describe")
+    line = next(ln for ln in out.splitlines() if "FailedScheduling" in ln)
+    assert line.split()[0] == "Warning"
+    assert "default-scheduler" in line
+    assert line.rstrip().endswith(
+        "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: "
+        "1 No preemption victims found for incoming pod."
+    )
+    get = subprocess.run(
+        ["kubectl", "get", "pod", "hungry"],
+        env=kubeapi.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert get.splitlines()[1].split()[2] == "Pending"
