@@ -346,6 +346,7 @@ def test_valid_labels_are_kept_with_a_fingerprint(compute: RunningCompute) -> No
             "The total size of all metadata keys and values must be at most 524288 bytes",
         ),
         ([{"key": "bad key", "value": "x"}], "'resource.metadata.items[0].key': 'bad key'"),
+        ([{"key": "k" * 129, "value": "x"}], "Must be a match of regex '[a-zA-Z0-9-_]{1,128}'"),
         ([{"key": "a", "value": "1"}, {"key": "a", "value": "2"}], "Duplicate metadata key"),
     ],
 )

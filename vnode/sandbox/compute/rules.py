@@ -16,7 +16,7 @@ from vnode.sandbox.compute.errors import ComputeError, invalid_field, required_f
 
 NAME_RE = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?")
 NAME_PATTERN = "(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)"
-METADATA_KEY_RE = re.compile(r"[a-zA-Z0-9\-_]{1,127}")
+METADATA_KEY_RE = re.compile(r"[a-zA-Z0-9\-_]{1,128}")  # as the refusal message states
 METADATA_VALUE_MAX = 262144  # bytes per value (256 KiB)
 METADATA_TOTAL_MAX = 524288  # bytes for all keys and values (512 KiB)
 MAX_LABELS = 64
