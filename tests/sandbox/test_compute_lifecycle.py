@@ -8,6 +8,7 @@ PROVISIONING -> STAGING -> RUNNING -> STOPPING -> gone; ``zoneOperations.wait`` 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -284,3 +285,46 @@ def test_preempted_spot_with_stop_action_stays_terminated(
     compute.call(compute.emulator.preempt("spot-stop"))
     advance(compute, clock, TIMINGS.stopping * 3)
     wait_for(lambda: status(compute, "spot-stop") == "TERMINATED", what="TERMINATED")
+
+
+class ListeningVM:
+    """A machine that serves on its internal IP, as the simulated kubelet will."""
+
+    def __init__(self, instance: dict[str, Any]) -> None:
+        self.internal_ip = instance["networkInterfaces"][0]["networkIP"]
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(self.internal_ip.encode())
+            await writer.drain()
+            writer.close()
+
+        self._server = await asyncio.start_server(greet, self.internal_ip, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+def test_machines_can_listen_on_their_internal_ips(tmp_path: Path) -> None:
+    machines: list[ListeningVM] = []
+
+    def factory(instance: dict[str, Any]) -> ListeningVM:
+        machines.append(ListeningVM(instance))
+        return machines[-1]
+
+    with running_compute(tmp_path, vm_factory=factory) as rc:
+        for name in ("web-1", "web-2"):
+            op = rc.instances().insert(
+                project=PROJECT, zone=ZONE, instance_resource=instance_body(name)
+            )
+            rc.operations().wait(project=PROJECT, zone=ZONE, operation=op.name)
+        wait_for(lambda: len(machines) == 2 and all(m.port for m in machines), what="servers")
+        assert machines[0].internal_ip != machines[1].internal_ip
+        for machine in machines:
+            with socket.create_connection((machine.internal_ip, machine.port), timeout=5) as conn:
+                assert conn.recv(64).decode() == machine.internal_ip
