@@ -18,7 +18,7 @@ from vnode.gce.machines import (
     parse_custom,
     pod_needs,
 )
-from vnode.sandbox.compute.catalogue import to_resource, zone_shapes
+from vnode.sandbox.compute.catalogue import lookup, to_resource, zone_shapes
 from vnode.settings import GCESettings
 
 ZONE = "us-central1-a"
@@ -175,6 +175,31 @@ def test_n2_custom_counts_in_fours_above_32(catalogue: list[dict]) -> None:
     choice = choose_machine(pod(limits(cpu="40", memory="100Gi")), catalogue, SETTINGS)
     # 40.25 vCPUs: E2 stops at 32; N2 offers 36, 40, 44: 44 beats n2-standard-48
     assert choice.machine_type == "n2-custom-44-102912"
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory"),
+    [
+        ("100m", "64Mi"),
+        ("1", "1Gi"),
+        ("3", "3001Mi"),
+        ("7", "50Gi"),
+        ("20", "10Gi"),
+        ("31", "120Gi"),
+        ("33", "1Gi"),
+        ("45", "300Gi"),
+        ("70", "500Gi"),
+        ("79", "600Gi"),
+    ],
+)
+def test_every_chosen_shape_is_one_the_compute_api_accepts(
+    catalogue: list[dict], cpu: str, memory: str
+) -> None:
+    choice = choose_machine(pod(limits(cpu=cpu, memory=memory)), catalogue, SETTINGS)
+    # the emulator's catalogue applies the documented custom-shape rules independently
+    shape = lookup(ZONE, choice.machine_type, field_path="machineType", value=choice.machine_type)
+    assert shape is not None
+    assert (shape.cpus, shape.memory_mb) == (choice.cpus, choice.memory_mb)
 
 
 def test_a_predefined_type_wins_a_tie_with_a_custom_shape(catalogue: list[dict]) -> None:

@@ -577,10 +577,12 @@ async def test_secret_volume_files_are_sensitive_and_stay_out_of_the_manifest(
     }
     static = await build(with_volume(volume), cluster)
     assert files_of(static) == {
-        "/var/lib/vnode/volumes/sec/pw": VolumeFile(
-            "/var/lib/vnode/volumes/sec/pw", b"s3cret", 0o400, sensitive=True
+        "/run/vnode/volumes/sec/pw": VolumeFile(
+            "/run/vnode/volumes/sec/pw", b"s3cret", 0o400, sensitive=True
         )
     }
+    # on the VM's tmpfs, like the kubelet's own secret volumes
+    assert static.manifest["spec"]["volumes"][0]["hostPath"]["path"] == "/run/vnode/volumes/sec"
     assert "s3cret" not in json.dumps(static.manifest)
     assert b64("s3cret") not in json.dumps(static.manifest)
     assert not static.has_secret_env
@@ -687,7 +689,7 @@ async def test_the_default_token_volume_gets_a_minted_token(cluster: FakeCluster
     cluster.add_config_map("kube-root-ca.crt", {"ca.crt": "-----BEGIN CERTIFICATE-----\n"})
     pod = with_volume(kube_api_access(), mount="/var/run/secrets/kubernetes.io/serviceaccount")
     static = await build(pod, cluster)
-    base = "/var/lib/vnode/volumes/kube-api-access-x7k2p"
+    base = "/run/vnode/volumes/kube-api-access-x7k2p"
     files = files_of(static)
     assert files[f"{base}/token"] == VolumeFile(
         f"{base}/token", b"token-1-for-my-sa", 0o644, sensitive=True

@@ -22,11 +22,14 @@ to is resolved here, on vnode's side, through :class:`~vnode.provider.ClusterRea
 - **volumes**: ConfigMap, Secret, downward API and projected volumes (ConfigMap,
   Secret, downward API and service-account token sources) are materialised as
   :class:`VolumeFile` entries under ``volumes_dir/<volume>/`` and the volume becomes a
-  ``hostPath`` on that directory, mounted read-only as the kubelet mounts them. Their
-  contents never enter the manifest text: the caller decides how the files reach the
-  VM. ``emptyDir`` stays; a ``hostPath`` is kept only under ``allowed_host_paths``;
-  anything needing cluster storage or services (``persistentVolumeClaim``, ``nfs``,
-  ``csi``, ``ephemeral``, ...) fails the pod at once, naming the volume.
+  ``hostPath`` on that directory, mounted read-only as the kubelet mounts them. Volumes
+  holding a Secret or a token go under ``secret_volumes_dir`` instead, on the VM's
+  tmpfs ``/run``, so that, as with the kubelet's own secret volumes, they never touch
+  the disk. Their contents never enter the manifest text: the caller decides how the
+  files reach the VM (and must write them again if the VM ever reboots). ``emptyDir``
+  stays; a ``hostPath`` is kept only under ``allowed_host_paths``; anything needing
+  cluster storage or services (``persistentVolumeClaim``, ``nfs``, ``csi``,
+  ``ephemeral``, ...) fails the pod at once, naming the volume.
 - **service-account tokens**: a projected ``serviceAccountToken`` source (including the
   ``kube-api-access-*`` volume admission adds) is minted through TokenRequest, bound to
   the pod, with the pod's own audience and lifetime (the kubelet's 3607 s request makes
@@ -75,6 +78,7 @@ HOST_IP_PLACEHOLDER = "__VNODE_HOST_IP__"
 
 POD_UID_ANNOTATION = "vnode.dev/pod-uid"
 VOLUMES_DIR = "/var/lib/vnode/volumes"
+SECRET_VOLUMES_DIR = "/run/vnode/volumes"
 KUBELET_ROOT_DIR = "/var/lib/kubelet"
 DEFAULT_MODE = 0o644
 DEFAULT_TOKEN_SECONDS = 3600
@@ -131,6 +135,8 @@ class ManifestOptions:
     the pod's own ``hostNetwork`` then stands)."""
     volumes_dir: str = VOLUMES_DIR
     """Where materialised volumes go on the VM, one directory per volume."""
+    secret_volumes_dir: str = SECRET_VOLUMES_DIR
+    """Where volumes holding Secrets or tokens go instead (a tmpfs on COS)."""
     kubelet_root_dir: str = KUBELET_ROOT_DIR
     """The VM kubelet's ``--root-dir``; its ``config.json`` holds image pull credentials."""
     allowed_host_paths: tuple[str, ...] = ()
@@ -463,11 +469,14 @@ class _Builder:
                 if self._is_unwanted_default_token(name, volume):
                     dropped.add(name)
                     continue
-                await self._materialise(name, kind, volume[kind] or {})
+                await self._materialise(name, self._dir(name, volume), kind, volume[kind] or {})
                 kept.append(
                     {
                         "name": name,
-                        "hostPath": {"path": self._dir(name), "type": "DirectoryOrCreate"},
+                        "hostPath": {
+                            "path": self._dir(name, volume),
+                            "type": "DirectoryOrCreate",
+                        },
                     }
                 )
                 read_only.add(name)
@@ -503,10 +512,15 @@ class _Builder:
             reason=MOUNT_ERROR,
         )
 
-    def _dir(self, volume: str) -> str:
-        return posixpath.join(self.options.volumes_dir, volume)
+    def _dir(self, name: str, volume: Mapping[str, Any]) -> str:
+        sources = [volume, *((volume.get("projected") or {}).get("sources") or ())]
+        secret = any("secret" in s or "serviceAccountToken" in s for s in sources)
+        base = self.options.secret_volumes_dir if secret else self.options.volumes_dir
+        return posixpath.join(base, name)
 
-    async def _materialise(self, volume: str, kind: str, source: Mapping[str, Any]) -> None:
+    async def _materialise(
+        self, volume: str, directory: str, kind: str, source: Mapping[str, Any]
+    ) -> None:
         default_mode = int(source.get("defaultMode", DEFAULT_MODE))
         if kind == "configMap":
             payload = await self._config_map_payload(volume, source, default_mode)
@@ -523,7 +537,7 @@ class _Builder:
         for path, (content, mode, sensitive) in sorted(payload.items()):
             self.files.append(
                 VolumeFile(
-                    path=posixpath.join(self._dir(volume), path),
+                    path=posixpath.join(directory, path),
                     content=content,
                     mode=mode | group_bits,
                     gid=self.fs_group,
