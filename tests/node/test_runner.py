@@ -184,11 +184,17 @@ async def test_a_crashed_pod_controller_stops_vnode_with_exit_1(
 
     class WatchedLease(runner.LeaseKeeper):
         async def run(self) -> None:
-            seen["lease_api"] = self.api
+            seen["heartbeat_api"] = self.api
             await super().run()
+
+    class WatchedNode(runner.NodeKeeper):
+        async def register(self) -> dict[str, Any]:
+            seen["node_api"] = self.api
+            return await super().register()
 
     monkeypatch.setattr(runner, "PodController", CrashingPods)
     monkeypatch.setattr(runner, "LeaseKeeper", WatchedLease)
+    monkeypatch.setattr(runner, "NodeKeeper", WatchedNode)
     MADE.clear()
     code = await runner.run(settings_for(kubeapi, "tests.node.test_runner:make_provider"))
     assert code == 1
@@ -198,9 +204,10 @@ async def test_a_crashed_pod_controller_stops_vnode_with_exit_1(
     assert messages[-1] == "vnode stopped"
     # Shut down in stages all the same: the provider was started and then stopped.
     assert MADE[-1].started and MADE[-1].stopped
-    # The Lease has its own API client (its own connection pool), never the pods' one.
-    assert seen["lease_api"] is not seen["pods_api"]
-    assert seen["lease_api"].rest_client is not seen["pods_api"].rest_client
+    # The heartbeats have their own API client (own connection pool), never the pods' one.
+    assert seen["heartbeat_api"] is not seen["pods_api"]
+    assert seen["heartbeat_api"].rest_client is not seen["pods_api"].rest_client
+    assert seen["node_api"] is seen["heartbeat_api"]
 
 
 async def test_the_lease_survives_a_crash_of_its_loop(

@@ -2,7 +2,9 @@
 
 Start order follows what depends on what: the provider (it may be asked for capacity),
 the kubelet API (its port goes into the Node), the Node (its uid goes into the Lease),
-then the Lease, the Node status loop and the pod controller.
+then the Lease, the Node status loop and the pod controller. The Lease and the Node
+status share a second API connection (the kubelet's "heartbeat client"), so that no
+amount of pod traffic can delay them.
 
 Every long-lived task runs under a :class:`Supervisor`: it is named, and when it ends
 for any reason but shutdown the traceback is logged and either the task is restarted
@@ -218,7 +220,7 @@ class _Parts:
         self.settings = settings
         self.provider = provider
         self.api = api
-        self.lease_api: Any = None
+        self.heartbeat_api: Any = None
         self.clock = SystemClock()
         self.sup = Supervisor()
         self.recorder = EventRecorder(api, settings.node.name, self.clock)
@@ -240,8 +242,10 @@ class _Parts:
             settings.kubelet_api, self.provider, self.pods, auth, name, addresses
         )
         await self.kubelet.start()
-        node = NodeKeeper(self.api, settings, self.provider, self.clock, self.kubelet.port,
-                          addresses, recorder=self.recorder)  # fmt: skip
+        node = NodeKeeper(
+            self.heartbeat_api, settings, self.provider, self.clock, self.kubelet.port,
+            addresses, recorder=self.recorder,
+        )  # fmt: skip
         await _register(node)
         return node
 
@@ -264,7 +268,7 @@ class _Parts:
         if self.provider_started:
             await _bounded("stopping the provider", self.provider.stop(), deadline)
         # 6. The API connections.
-        for client in (self.api, self.lease_api):
+        for client in (self.api, self.heartbeat_api):
             if client is not None:
                 await _bounded("closing an API connection", client.close(), deadline)
         await sup.stop(*list(sup.tasks), timeout=deadline.left())
@@ -279,8 +283,9 @@ async def _run(settings: Settings, stopping: asyncio.Event) -> int:
     waiters: list[asyncio.Task[Any]] = []
     code = 0
     try:
-        # Its own connection pool: pod traffic never queues in front of a renewal.
-        parts.lease_api = await kube.connect(settings.kube, purpose="lease")
+        # The heartbeats (Lease and Node status, as the kubelet's heartbeat client) have
+        # their own connection pool: pod traffic never queues in front of a renewal.
+        parts.heartbeat_api = await kube.connect(settings.kube, purpose="heartbeat")
         sup.spawn("events", parts.recorder.run, restart=True)
 
         starting = asyncio.create_task(parts.start(), name="startup")
@@ -295,7 +300,7 @@ async def _run(settings: Settings, stopping: asyncio.Event) -> int:
             return 0
         node = starting.result()  # a startup failure propagates from here
 
-        lease = LeaseKeeper(parts.lease_api, name, lambda: node.node_uid, settings.lease,
+        lease = LeaseKeeper(parts.heartbeat_api, name, lambda: node.node_uid, settings.lease,
                             parts.clock)  # fmt: skip
         sup.spawn("lease", lease.run, restart=True)
         sup.spawn("node-status", node.run, restart=True)
