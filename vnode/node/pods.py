@@ -267,6 +267,9 @@ class PodController:
 
     async def run(self) -> None:
         """Watch, reconcile and refresh until cancelled."""
+        if self._queue.shutting_down:  # run again after a stop: start from a clean queue
+            settings = self._settings
+            self._queue = KeyedQueue(self._clock, base=settings.retry_base, cap=settings.retry_max)
         await self._adopt()
         try:
             async with asyncio.TaskGroup() as tasks:
