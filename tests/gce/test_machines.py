@@ -94,6 +94,12 @@ def test_pod_overhead_and_pod_level_resources_count() -> None:
     assert pod_needs(p).cpu_milli == 1100
     p = pod(limits(cpu="1"), resources={"limits": {"cpu": "3"}})
     assert pod_needs(p).cpu_milli == 3000
+    # a pod-level request alone: at least that, and at least what the containers may use
+    p = pod(limits(cpu="1"), resources={"requests": {"cpu": "2"}})
+    assert pod_needs(p).cpu_milli == 2000
+    assert pod_needs(p, limits_first=False).cpu_milli == 2000
+    p = pod(limits(cpu="3"), resources={"requests": {"cpu": "2"}})
+    assert pod_needs(p).cpu_milli == 3000
 
 
 def test_a_bad_quantity_is_an_invalid_pod() -> None:

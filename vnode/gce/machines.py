@@ -249,9 +249,17 @@ def _pod_total(spec: Mapping[str, Any], name: str, limits_first: bool) -> Fracti
             init_peak = max(init_peak, sidecars + amount)
     total = max(app + sidecars, init_peak)
     if name in ("cpu", "memory"):
-        pod_level = _amount(spec.get("resources"), name, limits_first)
-        if pod_level:
-            total = pod_level
+        # Pod-level resources bound the containers together: a pod-level limit is what
+        # they may use at most; a pod-level request is at least what is reserved.
+        pod_level = spec.get("resources") or {}
+        limit = (pod_level.get("limits") or {}).get(name)
+        request = (pod_level.get("requests") or {}).get(name)
+        if limits_first and limit is not None:
+            total = quantity.parse(limit)
+        elif request is not None:
+            total = (
+                quantity.parse(request) if not limits_first else max(total, quantity.parse(request))
+            )
         overhead = (spec.get("overhead") or {}).get(name)
         if overhead is not None:
             total += quantity.parse(overhead)
