@@ -42,6 +42,7 @@ class Sandbox:
         env: dict[str, str] = {}
         if self.kubeapi is not None:
             await self.kubeapi.start()
+            assert self.kubeapi.pki is not None  # start() made it
             kubeconfig = self.state_dir / "kubeconfig"
             kubeconfig.write_text(self.kubeapi.kubeconfig_path.read_text())
             env["KUBECONFIG"] = str(kubeconfig)
