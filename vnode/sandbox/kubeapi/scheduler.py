@@ -366,6 +366,7 @@ class Scheduler:
                 pod["metadata"]["name"],
                 lambda obj: set_condition(obj, condition, now),
                 subresource="status",
+                manager=MANAGER,
             )
         except StatusError:
             return  # deleted meanwhile
