@@ -282,6 +282,7 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"workers must be at least 1, not {pods.workers}")
     _positive("pod status period", pods.status_period)
     _positive("shutdown timeout", settings.shutdown_timeout)
+    validate_gce(settings.gce, in_use=settings.provider == "gce")
     if settings.provider != "gce":
         module, sep, attribute = settings.provider.partition(":")
         if not sep or not module or not attribute:
@@ -341,9 +342,11 @@ class GCESettings:
     boot_disk_min_gb: int = 10
     """Smallest boot disk in GB (GiB); 10 is the COS image's own minimum."""
 
-    boot_disk_headroom_gb: int = 10
-    """GB added to the pod's ``ephemeral-storage`` need for COS's system partitions and
-    the pulled container images, which live on the same disk."""
+    boot_disk_headroom_gb: int = 20
+    """GB added to the pod's ``ephemeral-storage`` need for what shares the disk: COS's
+    own partitions (about 5 GB) and the pulled images (a CUDA runtime image alone is
+    several GB). A pull that fills the disk fails the pod; 20 GB of pd-balanced costs
+    far less per hour than the VM."""
 
     boot_disk_type: str = "pd-balanced"
     """Boot disk type (``pd-balanced``: SSD-backed, far faster image pulls than

@@ -22,7 +22,8 @@ from vnode.sandbox.compute.catalogue import lookup, to_resource, zone_shapes
 from vnode.settings import GCESettings
 
 ZONE = "us-central1-a"
-SETTINGS = GCESettings(project="p", zones=(ZONE,))
+# Disk expectations below use a 10 GB headroom; the default is checked on its own.
+SETTINGS = GCESettings(project="p", zones=(ZONE,), boot_disk_headroom_gb=10)
 NO_CUSTOM = dataclasses.replace(SETTINGS, allow_custom_machine_types=False)
 GI = 1 << 30
 
@@ -268,6 +269,8 @@ def test_boot_disk_from_ephemeral_storage(catalogue: list[dict]) -> None:
     assert choose_machine(p, catalogue, SETTINGS).boot_disk_gb == 29
     bigger = dataclasses.replace(SETTINGS, boot_disk_min_gb=30)
     assert choose_machine(pod(), catalogue, bigger).boot_disk_gb == 30
+    # by default 20 GB beside the pod's own need: COS partitions and the images
+    assert choose_machine(pod(), catalogue, GCESettings()).boot_disk_gb == 20
 
 
 def test_a_disk_too_big_for_shared_core_moves_up(catalogue: list[dict]) -> None:
