@@ -541,16 +541,18 @@ def test_e2e_pods_are_scheduled_and_explained(k8s: Any) -> None:
     )
     assert pod.spec.node_name == "worker"
 
-    def unschedulable() -> Any:
-        conds = v1.read_namespaced_pod("too-big", "default").status.conditions or []
-        return next((c for c in conds if c.type == "PodScheduled" and c.status == "False"), None)
-
-    cond = wait_for(unschedulable, what="too-big unschedulable")
-    assert cond.reason == "Unschedulable"
-    assert cond.message == (
+    why = (
         "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: "
         "1 No preemption victims found for incoming pod."
     )
+
+    def unschedulable() -> Any:
+        # A first attempt may have met the brand-new node's not-ready taint.
+        conds = v1.read_namespaced_pod("too-big", "default").status.conditions or []
+        return next((c for c in conds if c.type == "PodScheduled" and c.message == why), None)
+
+    cond = wait_for(unschedulable, what="too-big unschedulable")
+    assert (cond.status, cond.reason) == ("False", "Unschedulable")
     # Raw JSON: the client's events.k8s.io model rejects the null eventTime of the
     # node controller's core/v1 events, exactly as it would against a real cluster.
     events = client.EventsV1Api(k8s)
