@@ -260,3 +260,16 @@ async def test_a_transient_api_error_is_retried_then_given_up(
         await asyncio.gather(task, return_exceptions=True)
     assert calls == ["first", "first", "second", "second", "second"]
     assert (rec.sent, rec.failed) == (1, 1)
+
+
+async def test_many_different_messages_for_one_reason_are_combined(
+    aclient: Any, recorder: EventRecorder
+) -> None:
+    for i in range(1, 13):
+        recorder(POD, "Warning", "FailedCreate", f"attempt {i} failed")
+    await async_wait_for(lambda: sent(recorder))
+    found = {e["message"]: e["count"] for e in await events(aclient)}
+    assert found == {
+        **{f"attempt {i} failed": 1 for i in range(1, 10)},
+        "(combined from similar events): attempt 12 failed": 3,
+    }

@@ -6,7 +6,10 @@ Events in exactly that shape: name ``<object>.<hex unix nanoseconds>``, an
 ``involvedObject`` reference, ``source``, ``firstTimestamp``/``lastTimestamp``/``count``
 and ``reportingComponent``/``reportingInstance``. An identical repeat (same object,
 type, reason and message) within :data:`REPEAT_WINDOW` is not a new Event: the first
-one's ``count`` and ``lastTimestamp`` are patched, as client-go does.
+one's ``count`` and ``lastTimestamp`` are patched, as client-go does. Like client-go's
+aggregator, once one object has had :data:`SIMILAR_LIMIT` different messages for one
+reason within the window, the rest share one Event whose message starts with
+``(combined from similar events):``, so a retry loop cannot flood the namespace.
 
 Recording never blocks and never fails the caller: events go into a bounded buffer that
 one background task (:meth:`EventRecorder.run`) sends. When the buffer is full the new
@@ -33,6 +36,10 @@ REPEAT_WINDOW = 600.0
 """Seconds within which an identical event is counted, not created again."""
 CACHE_SIZE = 4096
 """Distinct recent events remembered for counting (client-go's LRU holds as many)."""
+SIMILAR_LIMIT = 10
+"""Different messages for one object and reason within the window before they are
+combined into one counted Event (client-go's aggregator does the same, with 10)."""
+COMBINED = "(combined from similar events): "
 SEND_ATTEMPTS = 3
 """Tries per event when the API server has transient trouble, then it is dropped."""
 
@@ -78,6 +85,10 @@ class EventRecorder:
         self._buffer_size = buffer_size
         self._wakeup = asyncio.Event()
         self._seen: collections.OrderedDict[tuple[str, ...], _Seen] = collections.OrderedDict()
+        # (object, type, reason) -> (distinct messages seen, last time): for combining.
+        self._similar: collections.OrderedDict[tuple[str, ...], tuple[set[str], float]] = (
+            collections.OrderedDict()
+        )
         self._last_nano = 0
         self._busy = False
         self._last_drop_log = -1e18
@@ -125,17 +136,11 @@ class EventRecorder:
             "reportingComponent": self._component,
             "reportingInstance": self._node,
         }
-        key = (
-            kind,
-            api_version,
-            namespace,
-            name,
-            str(meta.get("uid") or ""),
-            field_path,
-            type_,
-            reason,
-            message,
-        )
+        similar = (kind, api_version, namespace, name, str(meta.get("uid") or ""), type_, reason)
+        key: tuple[str, ...] = (*similar, field_path, message)
+        if self._too_many_similar(similar, message):
+            event["message"] = f"{COMBINED}{message}"
+            key = (*similar, COMBINED)
         if len(self._buffer) >= self._buffer_size:
             self.dropped += 1
             mono = self._clock.monotonic()
@@ -153,6 +158,22 @@ class EventRecorder:
             return
         self._buffer.append(_Pending(namespace, event, key, self._clock.monotonic()))
         self._wakeup.set()
+
+    def _too_many_similar(self, similar: tuple[str, ...], message: str) -> bool:
+        """Whether this is the SIMILAR_LIMIT-th different message for one object and reason
+        within the window; from then on they share one combined, counted Event."""
+        now = self._clock.monotonic()
+        record = self._similar.get(similar)
+        if record is None or now - record[1] > REPEAT_WINDOW:
+            record = (set(), now)
+        messages = record[0]
+        if len(messages) < SIMILAR_LIMIT:
+            messages.add(message)
+        self._similar[similar] = (messages, now)
+        self._similar.move_to_end(similar)
+        while len(self._similar) > CACHE_SIZE:
+            self._similar.popitem(last=False)
+        return len(messages) >= SIMILAR_LIMIT
 
     def _nano(self, now: dt.datetime) -> int:
         """Unix nanoseconds of ``now``, made unique so two events never share a name."""
