@@ -220,3 +220,77 @@ def test_version_and_help_still_work() -> None:
         assert "usage: vnode " + command in done.stdout
     done = vnode("run", "--help")
     assert "VNODE_<FLAG>" in done.stdout
+
+
+def test_zones_region_and_gce_settings() -> None:
+    s = settings([
+        "--provider", "gce", "--project", "my-project", "--zone", "europe-west4-a",
+        "--zone", "europe-west4-b", "--machine-family", "n2", "--spot", "--no-external-ip",
+        "--vm-status-period", "5", "--boot-disk-min-gb", "20", "--network-tag", "a",
+        "--network-tag", "b", "--no-service-account-tokens",
+    ])  # fmt: skip
+    assert s.node.zone == "europe-west4-a"
+    assert s.node.region == "europe-west4"  # derived from the first zone
+    gce = s.gce
+    assert gce.project == "my-project"
+    assert gce.zones == ("europe-west4-a", "europe-west4-b")
+    assert gce.machine_families == ("n2",)
+    assert gce.spot is True
+    assert gce.external_ip is False
+    assert gce.status_period == 5.0
+    assert gce.boot_disk_min_gb == 20
+    assert gce.network_tags == ("a", "b")
+    assert gce.service_account_tokens is False
+    assert gce.gpu_families == ("g2",)  # untouched fields keep their defaults
+
+
+def test_gce_settings_from_the_environment() -> None:
+    s = settings([], {
+        "VNODE_PROJECT": "p-123456", "VNODE_ZONE": "us-central1-a,us-central1-f",
+        "VNODE_COMPUTE_ENDPOINT": "http://127.0.0.1:8089", "VNODE_SPOT": "yes",
+        "VNODE_CNI_BRIDGE": "false",
+    })  # fmt: skip
+    assert s.gce.project == "p-123456"
+    assert s.gce.zones == ("us-central1-a", "us-central1-f")
+    assert s.gce.compute_endpoint == "http://127.0.0.1:8089"
+    assert (s.gce.spot, s.gce.cni_bridge) == (True, False)
+    assert s.node.region == "us-central1"
+
+
+def test_an_explicit_region_wins_and_other_zone_names_derive_none() -> None:
+    assert settings(["--zone", "us-central1-a", "--region", "r"]).node.region == "r"
+    assert settings(["--zone", "rack-7"]).node.region == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--provider", "gce"], "the GCE provider needs a project (--project or VNODE_PROJECT)"),
+        (["--provider", "gce", "--project", "my-project"], "needs at least one zone"),
+        (["--provider", "gce", "--project", "my-project", "--zone", "nowhere"],
+         "invalid zone 'nowhere'"),
+        (["--boot-disk-min-gb", "lots"], "invalid --boot-disk-min-gb 'lots': expected an integer"),
+    ],
+)  # fmt: skip
+def test_invalid_gce_settings_one_line_exit_2(
+    argv: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for key in [k for k in os.environ if k.startswith("VNODE_")]:
+        monkeypatch.delenv(key)
+    code, err = run_main(["run", *argv], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("vnode run: error: ")
+    assert message in lines[0]
+
+
+def test_help_documents_the_gce_flags_from_the_settings() -> None:
+    done = vnode("run", "--help")
+    assert "GCE provider (--provider gce):" in done.stdout
+    assert "--project PROJECT" in done.stdout
+    assert "--spot, --no-spot" in done.stdout
+    assert "E2 is the cheapest general-purpose family" in " ".join(done.stdout.split())

@@ -8,11 +8,17 @@ sourced before ``vnode run``.
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import dataclasses
+import inspect
+import itertools
 import logging
 import os
+import re
 import sys
+import textwrap
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, cast
@@ -20,6 +26,7 @@ from typing import Any, NoReturn, cast
 from vnode import __version__
 from vnode.errors import ConfigError
 from vnode.settings import (
+    GCESettings,
     KubeletAPISettings,
     KubeSettings,
     LeaseSettings,
@@ -164,8 +171,18 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="Node capacity (repeatable, e.g. cpu=64, memory=256Gi, nvidia.com/gpu=8); "
         "a provider that reports capacity wins",
     )
-    add("--region", help="topology.kubernetes.io/region label")
-    add("--zone", help="topology.kubernetes.io/zone label")
+    add(
+        "--region",
+        help="topology.kubernetes.io/region label (default: from the first --zone "
+        "when it is a GCE zone name)",
+    )
+    add(
+        "--zone",
+        action="append",
+        metavar="ZONE",
+        help="zone (repeatable): the first is the Node's topology.kubernetes.io/zone label; "
+        "the GCE provider places VMs in these zones, in this order of preference",
+    )
     add("--provider-id", metavar="ID", help="spec.providerID (default: the provider's)")
     add("--workers", metavar="N", help=f"pods reconciled at once (default: {d.pods.workers})")
     add(
@@ -205,7 +222,86 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="SECONDS",
         help=f"bound on a graceful stop (default: {d.shutdown_timeout:g})",
     )
+    _add_gce_flags(p)
     p.set_defaults(func=_cmd_run, run_parser=p)
+
+
+# GCESettings fields whose flag is not simply --<field-name>: list fields take one value
+# per flag (singular), and one name would collide with a flag of the Node.
+GCE_FLAGS = {
+    "zones": "--zone",
+    "machine_families": "--machine-family",
+    "gpu_families": "--gpu-family",
+    "network_tags": "--network-tag",
+    "scopes": "--scope",
+    "allowed_host_paths": "--allowed-host-path",
+    "status_period": "--vm-status-period",
+}
+
+
+def _gce_flag(name: str) -> str:
+    return GCE_FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """The docstrings written under each field of a settings dataclass (for --help)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body if isinstance(tree.body[0], ast.ClassDef) else []
+    docs: dict[str, str] = {}
+    for field_node, doc in itertools.pairwise(body):
+        if (isinstance(field_node, ast.AnnAssign) and isinstance(field_node.target, ast.Name)
+                and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant)
+                and isinstance(doc.value.value, str)):  # fmt: skip
+            docs[field_node.target.id] = " ".join(doc.value.value.split())
+    return docs
+
+
+def _add_gce_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per GCESettings field, typed and documented from the dataclass itself."""
+    group = p.add_argument_group("GCE provider (--provider gce)")
+    docs = _field_docs(GCESettings)
+    hints = typing.get_type_hints(GCESettings)
+    defaults = GCESettings()
+    for f in dataclasses.fields(GCESettings):
+        flag = _gce_flag(f.name)
+        if flag in p._option_string_actions:  # shared with the Node (--zone)
+            continue
+        default = getattr(defaults, f.name)
+        kind = hints[f.name]
+        doc = docs.get(f.name, "").replace("``", "").replace("%", "%%")
+        if kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                               help=f"{doc} (default: {'on' if default else 'off'})")  # fmt: skip
+        elif typing.get_origin(kind) is tuple:
+            shown = ", ".join(default) or "none"
+            group.add_argument(flag, action="append", metavar="VALUE",
+                               help=f"{doc} (repeatable; default: {shown})")  # fmt: skip
+        else:
+            group.add_argument(flag, metavar=f.name.upper().rsplit("_", 1)[-1],
+                               help=f"{doc} (default: {default or 'none'})")  # fmt: skip
+
+
+def _gce_settings(v: Mapping[str, Any]) -> GCESettings:
+    """GCESettings from the flag values (unset flags keep the dataclass defaults)."""
+    hints = typing.get_type_hints(GCESettings)
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(GCESettings):
+        flag = _gce_flag(f.name)
+        raw = v.get(flag)
+        if raw is None:
+            continue
+        kind = hints[f.name]
+        if kind is bool:
+            changes[f.name] = bool(raw)
+        elif typing.get_origin(kind) is tuple:
+            changes[f.name] = tuple(x.strip() for x in raw if x.strip())
+        elif kind is int:
+            changes[f.name] = _convert(flag, raw, int, "an integer")
+        elif kind is float:
+            changes[f.name] = _convert(flag, raw, float, "a number")
+        else:
+            changes[f.name] = str(raw).strip()
+    return dataclasses.replace(GCESettings(), **changes)
 
 
 def _from_env(
@@ -224,7 +320,9 @@ def _from_env(
                     raw = environ[name]
                     if isinstance(action, argparse._AppendAction):
                         value = [v.strip() for v in raw.split(ENV_LIST_SEPARATOR)]
-                    elif isinstance(action, argparse._StoreTrueAction):
+                    elif isinstance(
+                        action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction)
+                    ):
                         value = _truthy(name, raw)
                     else:
                         value = raw
@@ -278,6 +376,7 @@ def settings_from(
     if given("--no-default-taint"):
         taints = tuple(t for t in taints if t not in d.node.taints)
     labels = dict(parse_label(t.strip()) for t in given("--label") or [] if t.strip())
+    zones = [z.strip() for z in given("--zone") or [] if z.strip()]
     capacity = dict(d.node.capacity)
     capacity.update(parse_capacity(c.strip()) for c in given("--capacity") or [] if c.strip())
 
@@ -288,8 +387,8 @@ def settings_from(
         taints=taints,
         capacity=capacity,
         internal_ip=(given("--internal-ip") or "").strip(),
-        region=given("--region") or "",
-        zone=given("--zone") or "",
+        region=given("--region") or _region_of(zones[0] if zones else ""),
+        zone=zones[0] if zones else "",
         provider_id=given("--provider-id") or "",
         status_period=number("--node-status-period", d.node.status_period),
         check_period=number("--node-check-period", d.node.check_period),
@@ -315,8 +414,15 @@ def settings_from(
             status_period=number("--status-period", d.pods.status_period),
         ),
         kube=KubeSettings(kubeconfig=path("--kubeconfig", None)),
+        gce=_gce_settings(v),
         shutdown_timeout=number("--shutdown-timeout", d.shutdown_timeout),
     )
+
+
+def _region_of(zone: str) -> str:
+    """``us-central1`` for the GCE zone ``us-central1-a``; "" for anything else."""
+    match = re.fullmatch(r"([a-z]+-[a-z]+[0-9]+)-[a-z]", zone)
+    return match.group(1) if match else ""
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
