@@ -915,3 +915,16 @@ async def test_what_the_standalone_kubelet_cannot_run_is_resolved(
         assert env_of(static) == {"FOO": "from-config"}
     if case in ("cmvol", "secretvol", "projtoken"):
         assert static.files
+
+
+async def test_annotations_file_quotes_like_go(cluster: FakeCluster) -> None:
+    volume = {
+        "name": "info",
+        "downwardAPI": {
+            "items": [{"path": "a", "fieldRef": {"fieldPath": "metadata.annotations"}}]
+        },
+    }
+    pod = with_volume(volume)
+    pod["metadata"]["annotations"] = {"b": "tab\there", "a": "caf\u00e9 \x01\x7f\\"}
+    (file,) = (await build(pod, cluster)).files
+    assert file.content == 'a="café \\x01\\x7f\\\\"\nb="tab\\there"'.encode()
