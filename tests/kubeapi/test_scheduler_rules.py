@@ -601,3 +601,79 @@ def test_zone_wide_anti_affinity() -> None:
     db = _labelled("db-1", {"app": "db"}, node_name="a")
     new = _labelled("db-2", {"app": "db"}, affinity=_anti(_term({"app": "db"}, zone)))
     assert decide(new, nodes, [db]).node == "c"
+
+
+# -- topology spread ------------------------------------------------------------------
+
+
+def _spread(
+    max_skew: int = 1, key: str = "topology.kubernetes.io/zone", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "maxSkew": max_skew,
+        "topologyKey": key,
+        "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": {"app": "web"}},
+        **extra,
+    }
+
+
+def _spreading(name: str, *constraints: dict[str, Any]) -> dict[str, Any]:
+    p = _labelled(name, {"app": "web"})
+    p["spec"]["topologySpreadConstraints"] = list(constraints)
+    return p
+
+
+ZONE = "topology.kubernetes.io/zone"
+
+
+def test_spread_keeps_zones_within_max_skew() -> None:
+    nodes = [node("a", labels={ZONE: "z1"}), node("b", labels={ZONE: "z2"})]
+    placed = [_labelled("w1", {"app": "web"}, node_name="a")]
+    # z1 has one, z2 none: another in z1 would be a skew of 2.
+    assert decide(_spreading("w2", _spread()), nodes, placed).node == "b"
+    d = decide(
+        _spreading("w2", _spread()),
+        [*nodes[:1], node("b", labels={ZONE: "z2"}, taints=[DEDICATED])],
+        placed,
+    )
+    assert d.message == (
+        "0/2 nodes are available: 1 node(s) didn't match pod topology spread constraints, "
+        "1 node(s) had untolerated taint {example.com/dedicated: special}. preemption: 0/2 "
+        "nodes are available: 1 No preemption victims found for incoming pod, 1 Preemption "
+        "is not helpful for scheduling."
+    )
+
+
+def test_spread_refuses_nodes_without_the_key() -> None:
+    d = decide(_spreading("w", _spread()), [node("bare")])
+    assert d.message.startswith(
+        "0/1 nodes are available: 1 node(s) didn't match pod topology spread constraints "
+        "(missing required label)."
+    )
+
+
+def test_schedule_anyway_and_other_apps_do_not_constrain() -> None:
+    nodes = [node("a", labels={ZONE: "z1"}), node("b", labels={ZONE: "z2"}, cpu="1")]
+    placed = [
+        _labelled("w1", {"app": "web"}, node_name="a"),
+        _labelled("db", {"app": "db"}, node_name="b"),
+    ]
+    soft = _spreading("w2", _spread(whenUnsatisfiable="ScheduleAnyway"))
+    assert decide(soft, nodes[:1], placed).node == "a"
+    other = _labelled("x", {"app": "other"})
+    other["spec"]["topologySpreadConstraints"] = [
+        dict(_spread(), labelSelector={"matchLabels": {"app": "other"}})
+    ]
+    assert decide(other, nodes[:1], placed).node == "a"
+
+
+def test_spread_counts_only_nodes_the_pod_may_use_and_min_domains() -> None:
+    nodes = [node("a", labels={ZONE: "z1", "pool": "x"}), node("b", labels={ZONE: "z2"})]
+    placed = [_labelled("w1", {"app": "web"}, node_name="a")]
+    pinned = _spreading("w2", _spread())
+    pinned["spec"]["nodeSelector"] = {"pool": "x"}
+    # Only z1 is a domain for this pod, so adding there is no skew at all.
+    assert decide(pinned, nodes, placed).node == "a"
+    wide = _spreading("w3", _spread(minDomains=3))
+    assert decide(wide, nodes[:1], placed).node is None  # fewer domains than asked: min 0

@@ -2,8 +2,9 @@
 
 Pure functions over raw objects, so the rules are unit-tested without a server. They
 follow the filters of kube-scheduler's default profile in their order
-(NodeUnschedulable, TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit,
-InterPodAffinity from :mod:`podaffinity`): a node
+(NodeUnschedulable, TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit, then
+PodTopologySpread and InterPodAffinity from :mod:`topologyspread` and
+:mod:`podaffinity`): a node
 is rejected by the first filter that fails, and the failure message counts the reasons
 over all nodes exactly as the real scheduler prints them (see ``07-scheduler`` in the
 reference captures), including the preemption summary that follows them.
@@ -16,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vnode.sandbox.kubeapi import podaffinity, quantity
+from vnode.sandbox.kubeapi import podaffinity, quantity, topologyspread
 
 # Plugin names: the requeue logic keys on them, and one message names a plugin.
 NODE_UNSCHEDULABLE = "NodeUnschedulable"
@@ -24,6 +25,7 @@ TAINT_TOLERATION = "TaintToleration"
 NODE_AFFINITY = "NodeAffinity"
 NODE_PORTS = "NodePorts"
 NODE_RESOURCES_FIT = "NodeResourcesFit"
+POD_TOPOLOGY_SPREAD = "PodTopologySpread"
 INTER_POD_AFFINITY = "InterPodAffinity"
 
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
@@ -369,6 +371,13 @@ def check_resources(
     return Rejection(NODE_RESOURCES_FIT, tuple(reasons), True)
 
 
+def check_spread(node: Mapping[str, Any], spread: topologyspread.Spread | None) -> Rejection | None:
+    refusal = spread.check(node) if spread is not None else None
+    if refusal is None:
+        return None
+    return Rejection(POD_TOPOLOGY_SPREAD, (refusal[0],), refusal[1])
+
+
 def check_inter_pod(
     pod: Mapping[str, Any], node: Mapping[str, Any], peers: podaffinity.Peers | None
 ) -> Rejection | None:
@@ -383,10 +392,12 @@ def check_node(
     node: Mapping[str, Any],
     usage: NodeUsage | None = None,
     request: Mapping[str, int] | None = None,
+    *,
     peers: podaffinity.Peers | None = None,
+    spread: topologyspread.Spread | None = None,
 ) -> Rejection | None:
-    """The first filter that rejects ``node`` for ``pod``, or None when it fits
-    (inter-pod affinity only when ``peers`` says where the other pods are)."""
+    """The first filter that rejects ``node`` for ``pod``, or None when it fits (topology
+    spread and inter-pod affinity only when ``spread``/``peers`` say where pods are)."""
     usage = usage or NodeUsage()
     request = pod_requests(pod) if request is None else request
     return (
@@ -395,6 +406,7 @@ def check_node(
         or check_affinity(pod, node)
         or check_ports(pod, usage)
         or check_resources(request, node, usage)
+        or check_spread(node, spread)
         or check_inter_pod(pod, node, peers)
     )
 
@@ -476,6 +488,14 @@ def decide(
             frozenset({NODE_AFFINITY}),
         )
     peers = _peers(pod, nodes, usage)
+    spread = None
+    if topologyspread.hard_constraints(pod):
+        spread = topologyspread.Spread(
+            pod,
+            nodes,
+            {name: u.residents.values() for name, u in usage.items()},
+            lambda n: matches_affinity(pod, n),
+        )
     rejections: list[Rejection] = []
     best: tuple[float, str] | None = None
     for node in sorted(nodes, key=lambda n: n["metadata"]["name"]):
@@ -488,7 +508,7 @@ def decide(
             )
             continue
         node_usage = usage.get(name) or NodeUsage()
-        rejection = check_node(pod, node, node_usage, request, peers)
+        rejection = check_node(pod, node, node_usage, request, peers=peers, spread=spread)
         if rejection is not None:
             rejections.append(rejection)
             continue

@@ -33,6 +33,7 @@ class Resident:
     namespace: str
     labels: Mapping[str, str]
     anti_affinity: tuple[Mapping[str, Any], ...]  # its own required anti-affinity terms
+    deleting: bool = False  # topology spread does not count pods on their way out
 
 
 def required_terms(pod: Mapping[str, Any], kind: str) -> list[Mapping[str, Any]]:
@@ -49,6 +50,7 @@ def resident(pod: Mapping[str, Any]) -> Resident:
         meta.get("namespace", ""),
         dict(meta.get("labels") or {}),
         tuple(required_terms(pod, "podAntiAffinity")),
+        bool(meta.get("deletionTimestamp")),
     )
 
 

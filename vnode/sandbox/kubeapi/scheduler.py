@@ -121,7 +121,7 @@ def _hint(
         )
     if plugin == fit.NODE_PORTS:
         return old is None
-    if plugin == fit.INTER_POD_AFFINITY:
+    if plugin in (fit.INTER_POD_AFFINITY, fit.POD_TOPOLOGY_SPREAD):
         return old is None or (old.get("metadata") or {}).get("labels") != (
             new.get("metadata") or {}
         ).get("labels")
@@ -245,7 +245,7 @@ class Scheduler:
                     break
             if freed and state.plugins & {fit.NODE_RESOURCES_FIT, fit.NODE_PORTS}:
                 state.parked = False
-            if peers_moved and fit.INTER_POD_AFFINITY in state.plugins:
+            if peers_moved and state.plugins & {fit.INTER_POD_AFFINITY, fit.POD_TOPOLOGY_SPREAD}:
                 state.parked = False
 
     def _track(self, uid: str, pod: dict[str, Any] | None) -> None:
