@@ -15,5 +15,9 @@ for what the official Python client, ``kubectl`` and vnode do. Module map:
 - ``auth``       authentication, authorization, TokenRequest/TokenReview/SAR
 - ``logproxy``   ``pods/log`` proxied to the Node's kubelet
 - ``scheduler``, ``jobs``, ``nodelifecycle``  the in-process controllers
+- ``fit``, ``podaffinity``, ``topologyspread``, ``quantity``  the scheduler's rules
+- ``binding``    ``pods/binding`` and ``pods/eviction``
+- ``recorder``, ``wakeup``, ``objcache``  what the controllers share: events, store-change
+  wake-ups, a copy-free object cache
 - ``server``     the aiohttp application tying it together
 """
