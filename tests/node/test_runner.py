@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import subprocess
@@ -208,6 +209,19 @@ async def test_a_crashed_pod_controller_stops_vnode_with_exit_1(
     assert seen["heartbeat_api"] is not seen["pods_api"]
     assert seen["heartbeat_api"].rest_client is not seen["pods_api"].rest_client
     assert seen["node_api"] is seen["heartbeat_api"]
+    assert await leftover_tasks() == []
+
+
+async def leftover_tasks() -> list[str]:
+    """Tasks other than the test's own still alive shortly after a run returned."""
+
+    async def settled() -> bool:
+        return all(t.done() for t in asyncio.all_tasks() if t is not asyncio.current_task())
+
+    with contextlib.suppress(AssertionError):
+        await async_wait_for(settled, timeout=3)
+    me = asyncio.current_task()
+    return sorted(t.get_name() for t in asyncio.all_tasks() if t is not me and not t.done())
 
 
 async def test_the_lease_survives_a_crash_of_its_loop(
@@ -246,6 +260,7 @@ async def test_the_lease_survives_a_crash_of_its_loop(
         if not task.done():  # only then is the runner's handler installed
             signal.raise_signal(signal.SIGTERM)
         assert await asyncio.wait_for(task, 30) == 0
+    assert await leftover_tasks() == []
 
 
 def test_sigterm_during_startup_exits_0(tmp_path: Path, kubeapi: RunningKubeAPI) -> None:
