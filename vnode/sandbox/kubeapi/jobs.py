@@ -201,6 +201,8 @@ def finished(job: dict[str, Any]) -> str | None:
 
 
 class JobController:
+    """The Job controller, and the garbage collection of the pods Jobs own."""
+
     def __init__(self, store: Any, clock: Clock) -> None:
         self._store = store
         self._clock = clock

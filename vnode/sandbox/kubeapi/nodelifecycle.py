@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from vnode.clock import Clock, rfc3339
@@ -101,6 +102,9 @@ def desired_no_execute(node: dict[str, Any]) -> str | None:
 
 
 class NodeLifecycle:
+    """The node lifecycle controller; ``grace_period`` is kube-controller-manager's
+    ``--node-monitor-grace-period`` (40 s on the reference cluster)."""
+
     def __init__(
         self,
         store: Any,
@@ -243,7 +247,7 @@ class NodeLifecycle:
         self._mutate_node(name, apply)
 
     def _mutate_node(
-        self, name: str, fn: Any, subresource: str | None = None
+        self, name: str, fn: Callable[[dict[str, Any]], None], subresource: str | None = None
     ) -> dict[str, Any] | None:
         try:
             result: dict[str, Any] = self._store.mutate(

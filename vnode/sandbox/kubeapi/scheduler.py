@@ -2,16 +2,17 @@
 
 It schedules pods of ``schedulerName: default-scheduler`` that have no node, no
 scheduling gates and are not being deleted, oldest first (higher ``priority`` first),
-one at a time against a cache of nodes and bound pods fed by the store's changes. The rules are in
-:mod:`fit`; this module is the queue around them, shaped like the real scheduler's:
+one at a time against a cache of nodes and bound pods fed by the store's changes. The
+rules are in :mod:`fit`; this module is the queue around them, shaped like the real
+scheduler's:
 
 - a pod that fits nowhere gets ``PodScheduled=False, reason=Unschedulable`` with the
   real message and a ``FailedScheduling`` event, then waits in an "unschedulable" pool;
 - it leaves the pool only when a change could help it (the real scheduler's queueing
   hints: a node added or made schedulable, a taint it could not tolerate removed,
-  labels now matching, more allocatable, a bound pod freeing resources), when the pod
-  itself is edited, or after five minutes, and is retried after a per-pod backoff
-  (1 s doubling to 10 s), never in a hot loop;
+  labels now matching, more allocatable, a bound pod freeing resources or moving its
+  (anti-)affinity peers), when the pod itself is edited, or after five minutes, and is
+  retried after a per-pod backoff (1 s doubling to 10 s), never in a hot loop;
 - success binds through the same code as ``pods/binding`` and records ``Scheduled``.
 """
 
