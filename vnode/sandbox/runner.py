@@ -48,6 +48,9 @@ class Sandbox:
             env["KUBECONFIG"] = str(kubeconfig)
             env["VNODE_CLIENT_CA_FILE"] = str(self.kubeapi.pki.ca_file)
             env["VNODE_KUBEAPI_URL"] = self.kubeapi.url
+            # The API server here lives on loopback, so a vnode run against it listens
+            # there too (never on every interface of the machine).
+            env["VNODE_KUBELET_ADDRESS"] = "127.0.0.1"
         write_env(self.state_dir / "sandbox.env", env)
         (self.state_dir / "ready").write_text("ok\n")
         return env
