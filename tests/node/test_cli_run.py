@@ -349,6 +349,8 @@ def test_vnode_run_against_vnode_sandbox(tmp_path: Path) -> None:
             return done.stdout == "True"
 
         wait_for(node_ready, timeout=60, interval=0.3, what="Node n1 Ready")
+        # sandbox.env keeps the kubelet API on loopback, like everything in the sandbox.
+        assert "kubelet API on 127.0.0.1:" in log.read_text()
         run.send_signal(signal.SIGTERM)
         assert run.wait(STOP_BOUND) == 0, log.read_text()
     finally:
