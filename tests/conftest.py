@@ -32,7 +32,9 @@ from vnode.sandbox.kubeapi.server import KubeAPI
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "kubeapi(controllers=True, window=None): options for the kubeapi fixture",
+        "kubeapi(controllers=True, window=None, node_monitor_grace_period=None, "
+        "node_startup_grace_period=None, node_monitor_period=None): options for the kubeapi "
+        "fixture",
     )
 
 
@@ -151,6 +153,11 @@ def kubeapi(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RunningK
         api = KubeAPI(state_dir, controllers=options.get("controllers", True))
         if options.get("window") is not None:
             api.store.window = int(options["window"])
+        # Shortened node lifecycle timings for tests that watch a Node go stale.
+        for knob in ("node_monitor_grace_period", "node_startup_grace_period",
+                     "node_monitor_period"):
+            if options.get(knob) is not None:
+                setattr(api, knob, float(options[knob]))
         await api.start()
         return api
 

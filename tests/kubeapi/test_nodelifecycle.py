@@ -445,3 +445,70 @@ def test_e2e_registered_node_loses_not_ready_taint(k8s: Any) -> None:
     )
     assert events[0].reason == "RegisteredNode"
     assert events[0].source.component == "node-controller"
+
+
+@pytest.mark.kubeapi(node_monitor_grace_period=2, node_monitor_period=0.5)
+def test_e2e_node_goes_unknown_when_its_lease_stops(k8s: Any) -> None:
+    import datetime as dt
+
+    from kubernetes import client
+
+    from tests.waiting import wait_for
+
+    v1 = client.CoreV1Api(k8s)
+    coord = client.CoordinationV1Api(k8s)
+    node = v1.create_node(
+        {
+            "metadata": {"name": "quiet"},
+            "status": {
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]
+            },
+        }
+    )
+    coord.create_namespaced_lease(
+        "kube-node-lease",
+        {
+            "metadata": {
+                "name": "quiet",
+                "ownerReferences": [
+                    {"apiVersion": "v1", "kind": "Node", "name": "quiet", "uid": node.metadata.uid}
+                ],
+            },
+            "spec": {
+                "holderIdentity": "quiet",
+                "leaseDurationSeconds": 40,
+                "renewTime": micro_time(dt.datetime.now(dt.UTC)),
+            },
+        },
+    )
+
+    def unknown() -> Any:
+        n = v1.read_node("quiet")
+        ready = next(c for c in n.status.conditions if c.type == "Ready")
+        return n if ready.status == "Unknown" else None
+
+    stale = wait_for(unknown, timeout=20, what="Ready=Unknown")
+    ready = next(c for c in stale.status.conditions if c.type == "Ready")
+    assert (ready.reason, ready.message) == (
+        "NodeStatusUnknown",
+        "Kubelet stopped posting node status.",
+    )
+    taints = wait_for(
+        lambda: [
+            (t.key, t.effect)
+            for t in v1.read_node("quiet").spec.taints or []
+            if t.effect == "NoExecute"
+        ],
+        timeout=20,
+        what="NoExecute taint",
+    )
+    assert taints == [("node.kubernetes.io/unreachable", "NoExecute")]
+    v1.delete_node("quiet")
+    wait_for(
+        lambda: (
+            not coord.list_namespaced_lease(
+                "kube-node-lease", field_selector="metadata.name=quiet"
+            ).items
+        ),
+        what="lease collected",
+    )
