@@ -154,8 +154,11 @@ def kubeapi(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RunningK
         if options.get("window") is not None:
             api.store.window = int(options["window"])
         # Shortened node lifecycle timings for tests that watch a Node go stale.
-        for knob in ("node_monitor_grace_period", "node_startup_grace_period",
-                     "node_monitor_period"):
+        for knob in (
+            "node_monitor_grace_period",
+            "node_startup_grace_period",
+            "node_monitor_period",
+        ):
             if options.get(knob) is not None:
                 setattr(api, knob, float(options[knob]))
         await api.start()
