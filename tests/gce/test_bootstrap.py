@@ -628,3 +628,24 @@ def _sections(conf: str) -> dict[str, list[dict[str, list[str]]]]:
         key, _, value = line.partition(" ")
         current.setdefault(key, []).append(value.strip())
     return out
+
+
+def test_read_user_data_gives_back_what_the_vm_boots_from(
+    options: b.BootstrapOptions, pki: dict[str, str]
+) -> None:
+    files = [VolumeFile("/var/lib/vnode/volumes/keys/blob", bytes(range(256)), 0o400)]
+    the_pod = pod()
+    result = b.render(dataclasses.replace(options, log_name="batch_logs"), the_pod, files)
+    view = b.read_user_data(result.user_data)
+    assert view.node_name == NODE
+    assert view.log_name == "batch_logs"
+    assert view.kubelet_config == b.kubelet_config(options)
+    assert yaml.safe_load(view.staged_manifest) == the_pod
+    assert view.files["/var/lib/vnode/volumes/keys/blob"] == bytes(range(256))
+    assert view.files[b.SERVING_KEY_PATH].decode() == pki["serving_key_pem"]
+    quiet = b.read_user_data(b.render(dataclasses.replace(options, logging=False), pod()).user_data)
+    assert quiet.log_name is None
+    with pytest.raises(ValueError, match="cloud-config"):
+        b.read_user_data("#!/bin/sh\necho hi\n")
+    with pytest.raises(ValueError, match="does not write"):
+        b.read_user_data("#cloud-config\nwrite_files: []\n")

@@ -729,6 +729,53 @@ def install_manifest(staged: str, host_ip: str) -> str:
     return staged.replace(HOST_IP_PLACEHOLDER, host_ip)
 
 
+@dataclass(frozen=True)
+class BootView:
+    """What a VM booting from a ``user-data`` document ends up with: for the VM
+    simulator, which must boot from the instance's metadata alone, as COS does."""
+
+    files: dict[str, bytes]
+    """Every ``write_files`` path and its bytes."""
+    node_name: str
+    """The kubelet's ``--hostname-override``."""
+    kubelet_config: dict[str, Any]
+    staged_manifest: str
+    """The manifest before the host IP is filled in (see :func:`install_manifest`)."""
+    log_name: str | None
+    """The Cloud Logging log of container lines; None when the VM ships none."""
+
+
+def read_user_data(user_data: str) -> BootView:
+    """Read back a document :func:`render` made. Raises ``ValueError`` when it is not one."""
+    if not user_data.startswith("#cloud-config\n"):
+        raise ValueError("user-data is not a #cloud-config document")
+    config = yaml.safe_load(user_data)
+    if not isinstance(config, dict) or not isinstance(config.get("write_files"), list):
+        raise ValueError("user-data has no write_files")
+    files = {str(e["path"]): decode_write_file(e) for e in config["write_files"]}
+    try:
+        kubelet_unit = files[f"{UNIT_DIR}/{KUBELET_UNIT}"].decode()
+        kubelet_config = yaml.safe_load(files[KUBELET_CONFIG_PATH])
+        staged = files[STAGED_MANIFEST_PATH].decode()
+    except KeyError as err:
+        raise ValueError(f"user-data does not write {err.args[0]}") from None
+    node = re.search(r"--hostname-override=(\S+)", kubelet_unit)
+    if node is None:
+        raise ValueError("the kubelet unit sets no --hostname-override")
+    log_name = None
+    conf = files.get(f"{FLUENT_BIT_DIR}/fluent-bit.conf")
+    if conf is not None:
+        tag = re.search(r"^\s*Tag\s+(\S+)\s*$", conf.decode(), re.MULTILINE)
+        log_name = tag.group(1) if tag else None
+    return BootView(
+        files=files,
+        node_name=node.group(1),
+        kubelet_config=kubelet_config,
+        staged_manifest=staged,
+        log_name=log_name,
+    )
+
+
 # -- YAML and limits -------------------------------------------------------------------
 
 
@@ -784,6 +831,7 @@ def _check_size(metadata: Mapping[str, str]) -> tuple[str, ...]:
 
 __all__ = [
     "LOG_LABELS",
+    "BootView",
     "BootstrapOptions",
     "BootstrapResult",
     "PinnedDownload",
@@ -793,6 +841,7 @@ __all__ = [
     "install_manifest",
     "kubelet_config",
     "log_labels",
+    "read_user_data",
     "render",
     "units",
 ]
