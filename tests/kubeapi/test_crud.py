@@ -253,6 +253,8 @@ def test_pod_defaulting_matches_the_reference(kubeapi: RunningKubeAPI, capture: 
     assert _strip_volume_suffix(obj["spec"]) == _strip_volume_suffix(_upstream(want["spec"]))
     assert obj["status"] == want["status"]
     assert obj["metadata"].get("labels") == want["metadata"].get("labels")
+    fields = obj["metadata"]["managedFields"][0]["fieldsV1"]
+    assert fields == want["metadata"]["managedFields"][0]["fieldsV1"]
 
 
 def test_job_defaults_and_selector(k8s: Any) -> None:

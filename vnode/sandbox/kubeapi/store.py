@@ -231,6 +231,8 @@ _LIST_KEYS: dict[str, tuple[str, ...]] = {
     "addresses": ("type",),
 }
 _SET_LISTS = frozenset({"finalizers"})
+# Structs Kubernetes marks atomic: owned as a whole, no per-field entries.
+_ATOMIC = frozenset({"fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef"})
 _UNMANAGED_METADATA = frozenset(
     {
         "name",
@@ -250,7 +252,7 @@ _UNMANAGED_METADATA = frozenset(
 
 def _fields(value: Any, name: str) -> Obj:
     if isinstance(value, dict):
-        if not value:
+        if not value or name in _ATOMIC:
             return {}
         out: Obj = {".": {}}
         for k in sorted(value):
@@ -262,10 +264,12 @@ def _fields(value: Any, name: str) -> Obj:
             out[f"v:{json.dumps(item)}"] = {}
         return out
     if isinstance(value, list) and name in _LIST_KEYS and all(isinstance(i, dict) for i in value):
-        out = {".": {}} if name != "containers" else {}
+        entries = {}
         for item in value:
             key = {k: item[k] for k in _LIST_KEYS[name] if k in item}
-            out[f"k:{json.dumps(key, separators=(',', ':'))}"] = _fields(item, "")
+            entries[f"k:{json.dumps(key, separators=(',', ':'))}"] = _fields(item, "")
+        out = {".": {}} if name != "containers" else {}
+        out.update(sorted(entries.items()))
         return out
     return {}
 
