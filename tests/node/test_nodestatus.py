@@ -23,7 +23,7 @@ from vnode.node.nodestatus import (
     merge_conditions,
     node_addresses,
 )
-from vnode.settings import NodeSettings, Settings, Taint
+from vnode.settings import GCESettings, NodeSettings, Settings, Taint
 
 PATH = "/api/v1/nodes/n1"
 DEFAULT = {"key": "virtual-kubelet.io/provider", "value": "gce", "effect": "NoSchedule"}
@@ -330,6 +330,14 @@ def test_provider_id_override() -> None:
             return f"vnode://gce/proj/zone-a/{node_name}"
 
     assert provider_id(settings(), Gce()) == "vnode://gce/proj/zone-a/n1"
+
+    class PlainGce(FakeProvider):
+        name = "gce"
+
+    gce = dataclasses.replace(
+        settings(), gce=GCESettings(project="my-project", zones=("us-central1-b", "us-east1-c"))
+    )
+    assert provider_id(gce, PlainGce()) == "vnode://gce/my-project/us-central1-b/n1"
 
 
 async def test_a_taint_keeps_the_time_it_was_added(h: Harness) -> None:

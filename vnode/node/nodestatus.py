@@ -88,19 +88,25 @@ def node_taints(settings: Settings) -> list[dict[str, str]]:
 
 
 def provider_id(settings: Settings, provider: Provider) -> str:
-    """``spec.providerID``: the settings', else the provider's own, else ``vnode://<p>/<n>``.
+    """``spec.providerID``, never a cloud scheme such as ``gce://`` (a cloud node controller
+    would delete a Node whose instance it cannot find).
 
-    A provider may offer ``provider_id(node_name) -> str`` (GCE: ``vnode://gce/<project>/
-    <zone>/<node>``); it is optional, so it is looked up rather than required.
+    In order: the settings' own; the provider's, when it offers the optional
+    ``provider_id(node_name) -> str``; for GCE ``vnode://gce/<project>/<zone>/<node>``
+    (the first zone); else ``vnode://<provider>/<node>``.
     """
+    node = settings.node.name
     if settings.node.provider_id:
         return settings.node.provider_id
     own = getattr(provider, "provider_id", None)
     if callable(own):
-        value = own(settings.node.name)
+        value = own(node)
         if isinstance(value, str) and value:
             return value
-    return f"vnode://{provider.name}/{settings.node.name}"
+    gce = settings.gce
+    if provider.name == "gce" and gce.project and gce.zones:
+        return f"vnode://gce/{gce.project}/{gce.zones[0]}/{node}"
+    return f"vnode://{provider.name}/{node}"
 
 
 def node_info(settings: Settings, provider_name: str) -> dict[str, str]:
