@@ -342,6 +342,12 @@ def test_volume_file_paths_must_be_clean(options: b.BootstrapOptions) -> None:
     for path in ("relative/file", "/var/lib/vnode/volumes/../../../etc/shadow"):
         with pytest.raises(InvalidPod, match="clean absolute path"):
             b.render(options, pod(), [VolumeFile(path, b"x", 0o644)])
+    for path in (b.SERVING_KEY_PATH, f"{b.UNIT_DIR}/{b.KUBELET_UNIT}", b.FETCH_SCRIPT):
+        with pytest.raises(InvalidPod, match="vnode's own"):
+            b.render(options, pod(), [VolumeFile(path, b"x", 0o644)])
+    twice = [VolumeFile("/var/lib/vnode/volumes/a/x", b"1", 0o644)] * 2
+    with pytest.raises(InvalidPod, match="written twice"):
+        b.render(options, pod(), twice)
 
 
 def test_decode_write_file_refuses_what_cloud_init_would_not_read() -> None:

@@ -242,6 +242,8 @@ class BootstrapOptions:
             raise ConfigError(f"log name {self.log_name!r}: letters, digits, '_', '-', '.'")
         if not posixpath.isabs(self.cni_bin_dir) or _UNSAFE_URL.search(self.cni_bin_dir):
             raise ConfigError(f"cni_bin_dir {self.cni_bin_dir!r} must be a plain absolute path")
+        if self.kubelet_verbosity < 0:
+            raise ConfigError(f"kubelet verbosity {self.kubelet_verbosity} must be 0 or more")
         if _UNSAFE_URL.search(self.fluent_bit_image) or not self.fluent_bit_image:
             raise ConfigError(f"fluent-bit image {self.fluent_bit_image!r} is not a reference")
 
@@ -294,9 +296,13 @@ def render(
         secrets.append("Secret values in the pod's env")
     groups: list[tuple[int, str]] = []
     secret_files = 0
+    taken = {e["path"] for e in entries} | _own_paths(options)
     for f in files:
         if not posixpath.isabs(f.path) or posixpath.normpath(f.path) != f.path:
             raise InvalidPod(f"volume file path {f.path!r} is not a clean absolute path")
+        if f.path in taken:
+            raise InvalidPod(f"volume file path {f.path!r} is written twice or is vnode's own")
+        taken.add(f.path)
         entries.append(_file(f.path, bytes(f.content), f.mode))
         gid = getattr(f, "gid", None)
         if gid is not None:
@@ -322,6 +328,17 @@ def render(
         metadata["cos-update-strategy"] = "update_disabled"
     warnings = _check_size(metadata)
     return BootstrapResult(metadata=metadata, warnings=warnings, secrets=tuple(secrets))
+
+
+def _own_paths(options: BootstrapOptions) -> set[str]:
+    paths = {
+        FETCH_SCRIPT,
+        INSTALL_MANIFEST_SCRIPT,
+        CNI_CONFIG_PATH,
+        f"{MANIFEST_DIR}/{MANIFEST_NAME}",
+    }
+    paths |= {f"{FLUENT_BIT_DIR}/fluent-bit.conf", f"{FLUENT_BIT_DIR}/parsers.conf"}
+    return paths | {f"{UNIT_DIR}/{unit}" for unit in units(options)}
 
 
 def kubelet_config(options: BootstrapOptions) -> dict[str, Any]:
