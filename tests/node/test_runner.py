@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import subprocess
@@ -286,3 +287,34 @@ def test_sigterm_during_startup_exits_0(tmp_path: Path, kubeapi: RunningKubeAPI)
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+class RefusingProvider(FakeProvider):
+    async def start(self, context: Any) -> None:
+        raise RuntimeError("the backend is unreachable")
+
+
+async def test_a_failed_start_exits_1_and_cleans_up(
+    kubeapi: RunningKubeAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    code = await runner.run(settings_for(kubeapi, "tests.node.test_runner:RefusingProvider"))
+    assert code == 1
+    failed = next(r for r in caplog.records if r.getMessage() == "starting vnode failed")
+    assert failed.exc_info is not None and "unreachable" in str(failed.exc_info[1])
+    assert await leftover_tasks() == []
+
+
+async def test_a_port_in_use_is_a_config_error(kubeapi: RunningKubeAPI) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        settings = settings_for(kubeapi, "tests.providers:FakeProvider")
+        settings = dataclasses.replace(
+            settings,
+            kubelet_api=dataclasses.replace(settings.kubelet_api, port=busy.getsockname()[1]),
+        )
+        with pytest.raises(ConfigError, match=r"the kubelet API cannot listen on 127\.0\.0\.1"):
+            await runner.run(settings)
+    assert await leftover_tasks() == []

@@ -298,7 +298,13 @@ async def _run(settings: Settings, stopping: asyncio.Event) -> int:
             with contextlib.suppress(asyncio.CancelledError):
                 await starting
             return 0
-        node = starting.result()  # a startup failure propagates from here
+        try:
+            node = starting.result()
+        except ConfigError:
+            raise  # the CLI turns it into one line and exit code 2
+        except Exception:
+            log.exception("starting vnode failed")
+            return 1
 
         lease = LeaseKeeper(parts.heartbeat_api, name, lambda: node.node_uid, settings.lease,
                             parts.clock)  # fmt: skip
