@@ -669,11 +669,20 @@ class JobController:
             self._due[key] = min(self._due.get(key, mono + left), mono + left)
             return
         self._due.pop(key, None)
-        try:
+        # The TTL controller deletes with propagation Foreground: the Job waits, with the
+        # foregroundDeletion finalizer, until its pods are gone.
+        if FOREGROUND_FINALIZER not in (job["metadata"].get("finalizers") or []):
+
+            def foreground(obj: dict[str, Any]) -> None:
+                obj["metadata"]["finalizers"] = [
+                    *(obj["metadata"].get("finalizers") or []),
+                    FOREGROUND_FINALIZER,
+                ]
+
+            with contextlib.suppress(StatusError):
+                self._store.mutate(JOBS, *key, foreground, manager=MANAGER)
+        with contextlib.suppress(StatusError):
             self._store.delete(JOBS, *key)
-        except StatusError:
-            return
-        self._collect(job["metadata"]["uid"], job["metadata"]["namespace"])
 
     # -- garbage collection ----------------------------------------------------------------
 
