@@ -483,3 +483,25 @@ async def test_pod_failure_policy_fails_or_ignores(env: SimpleNamespace) -> None
         f"Container main for pod default/{again['metadata']['name']} failed with exit code 42 "
         "matching FailJob rule at index 0"
     )
+
+
+async def test_foreground_deletion_waits_for_the_pods(env: SimpleNamespace) -> None:
+    from vnode.sandbox.kubeapi import binding
+
+    make_job(env.store, "fg")
+    (pod,) = await eventually(lambda: live(env.store, "fg"))
+    binding.bind(env.store, env.clock, pod, "n1")  # a kubelet must now confirm its end
+    env.store.mutate(
+        JOBS,
+        "default",
+        "fg",
+        lambda j: j["metadata"].__setitem__("finalizers", ["foregroundDeletion"]),
+    )
+    env.store.delete(JOBS, "default", "fg")
+    name = pod["metadata"]["name"]
+    await eventually(
+        lambda: env.store.get(PODS, "default", name)["metadata"].get("deletionTimestamp")
+    )
+    assert env.store.exists(JOBS, "default", "fg")  # still waiting for its pod
+    env.store.delete(PODS, "default", name, grace_period_seconds=0)  # the kubelet's word
+    await eventually(lambda: not env.store.exists(JOBS, "default", "fg"))
