@@ -362,3 +362,27 @@ def test_vnode_run_against_vnode_sandbox(tmp_path: Path) -> None:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(10)
+
+
+def test_a_deleted_node_is_registered_again(start: Any, k8s: Any) -> None:
+    vnode = start("--node-check-period", "0.5")
+    old = wait_ready(k8s, vnode)["metadata"]["uid"]
+    core(k8s).delete_node(NODE)
+
+    def back_with_new_uid() -> dict[str, Any] | None:
+        node = node_dict(k8s)
+        return node if node["metadata"]["uid"] != old and ready(node) else None
+
+    node = wait_for(back_with_new_uid, timeout=30, what="the Node to be registered again")
+    assert DEFAULT_TAINT in node["spec"]["taints"]
+
+    # The Lease went with the old Node (owner reference); vnode's Lease follows the new one.
+    def lease_owned_by_new_node() -> bool:
+        lease = k8s.sanitize_for_serialization(
+            k8s_client.CoordinationV1Api(k8s).read_namespaced_lease(NODE, "kube-node-lease")
+        )
+        refs = lease["metadata"].get("ownerReferences") or []
+        return [r["uid"] for r in refs] == [node["metadata"]["uid"]]
+
+    wait_for(lease_owned_by_new_node, timeout=30, what="the Lease to follow the new Node")
+    assert vnode.terminate() == 0, vnode.output()
