@@ -655,3 +655,38 @@ def test_read_user_data_gives_back_what_the_vm_boots_from(
         b.read_user_data("#!/bin/sh\necho hi\n")
     with pytest.raises(ValueError, match="does not write"):
         b.read_user_data("#cloud-config\nwrite_files: []\n")
+
+
+def test_log_records_join_partial_lines_like_the_cri_parser() -> None:
+    """Case h of shared/reference/kubelet/cri-logs: a 16 KiB P chunk with its F tail, an
+    interleaved stderr line, and output that ended without a newline (a last P)."""
+    x = "x" * 16384
+    text = (
+        "2026-11-23T20:02:17.211465045Z stdout F to-stdout\n"
+        f"2026-11-23T20:02:17.211515991Z stdout P {x}\n"
+        "2026-11-23T20:02:17.211570221Z stdout F -tail-after-16KiB\n"
+        "2026-11-23T20:02:17.211572975Z stdout F short\n"
+        "2026-11-23T20:02:17.211587487Z stderr F to-stderr\n"
+        "2026-11-23T20:02:17.214103621Z stdout P abc\n"
+    )
+    reference = Path("/work/shared/reference/kubelet/cri-logs/h-partial.p__0.log")
+    if reference.exists():
+        assert reference.read_text() == text
+    path = "/var/log/pods/default_partial-standalone-node_848fbe82092f2c8a2dff2fabd892813b/p/0.log"
+    records = b.log_records(path, text, "standalone-node")
+    assert [(r.timestamp, r.message, r.labels[b.LABEL_STREAM]) for r in records] == [
+        ("2026-11-23T20:02:17.211465045Z", "to-stdout", "stdout"),
+        ("2026-11-23T20:02:17.211515991Z", x + "-tail-after-16KiB", "stdout"),
+        ("2026-11-23T20:02:17.211572975Z", "short", "stdout"),
+        ("2026-11-23T20:02:17.211587487Z", "to-stderr", "stderr"),
+        ("2026-11-23T20:02:17.214103621Z", "abc", "stdout"),
+    ]
+    assert records[0].labels == {
+        "vnode.dev/namespace": "default",
+        "vnode.dev/pod": "partial",
+        "vnode.dev/pod-uid": "848fbe82092f2c8a2dff2fabd892813b",
+        "vnode.dev/container": "p",
+        "vnode.dev/restart-count": "0",
+        "vnode.dev/stream": "stdout",
+    }
+    assert b.log_records("/elsewhere.log", text, "standalone-node")[0].labels == {}

@@ -441,6 +441,48 @@ def log_labels(path: str, node_name: str, stream: str) -> dict[str, str] | None:
     return labels
 
 
+@dataclass(frozen=True)
+class LogRecord:
+    """One Cloud Logging entry as the fluent-bit config above makes it."""
+
+    timestamp: str
+    """The CRI timestamp of the line's first chunk (RFC 3339, as the kubelet wrote it)."""
+    message: str
+    """The whole line, ``P`` chunks joined, without its newline."""
+    labels: dict[str, str]
+    """:data:`LOG_LABELS`, empty when the file is not a container log of this VM."""
+
+
+_CRI_LINE = re.compile(r"^(\S+) (stdout|stderr) ([PF]) (.*)$")
+
+
+def log_records(path: str, text: str, node_name: str) -> list[LogRecord]:
+    """The entries fluent-bit ships for CRI log ``text`` read from ``path``: the Python
+    twin of :func:`fluent_bit_config`, for the VM simulator. ``P`` chunks are joined up
+    to the next ``F`` of the same file; a trailing ``P`` (output that ended without a
+    newline) is flushed as it is."""
+    records: list[LogRecord] = []
+    pending: tuple[str, str, list[str]] | None = None  # time, stream, chunks
+    for line in text.splitlines():
+        m = _CRI_LINE.match(line)
+        if m is None:
+            continue
+        time, stream, tag, chunk = m.groups()
+        if pending is None:
+            pending = (time, stream, [])
+        pending[2].append(chunk)
+        if tag == "F":
+            records.append(_record(path, node_name, *pending))
+            pending = None
+    if pending is not None:
+        records.append(_record(path, node_name, *pending))
+    return records
+
+
+def _record(path: str, node: str, time: str, stream: str, chunks: list[str]) -> LogRecord:
+    return LogRecord(time, "".join(chunks), log_labels(path, node, stream) or {})
+
+
 def fluent_bit_config(options: BootstrapOptions) -> tuple[str, str]:
     """``fluent-bit.conf`` and ``parsers.conf`` (classic format) for container logs."""
     tag = options.log_name
@@ -851,6 +893,7 @@ __all__ = [
     "BootView",
     "BootstrapOptions",
     "BootstrapResult",
+    "LogRecord",
     "PinnedDownload",
     "cni_config",
     "decode_write_file",
@@ -858,6 +901,7 @@ __all__ = [
     "install_manifest",
     "kubelet_config",
     "log_labels",
+    "log_records",
     "read_user_data",
     "render",
     "units",
