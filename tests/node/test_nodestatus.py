@@ -282,6 +282,8 @@ async def test_a_deleted_node_is_registered_again(h: Harness) -> None:
     assert h.fake.count("POST") == 2
     assert keeper.node_uid not in ("", old)
     assert condition(h.node(), "Ready")["status"] == "True"
+    # "Starting" is about the process, not the object: said once.
+    assert [e[1] for e in h.events].count("Starting") == 1
 
 
 async def test_status_conflict_rereads_and_retries(h: Harness) -> None:

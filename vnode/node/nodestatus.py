@@ -195,6 +195,7 @@ class NodeKeeper:
         self._capacity = dict(settings.node.capacity)
         self._last_post = float("-inf")
         self._wake = asyncio.Event()
+        self._started = False
 
     @property
     def node_uid(self) -> str:
@@ -310,9 +311,8 @@ class NodeKeeper:
                     return created
                 continue  # someone created it meanwhile: update theirs
             desired = self.merge_node(current)
-            if desired.get("metadata") != current.get("metadata") or desired.get(
-                "spec"
-            ) != current.get("spec"):
+            mine = (desired.get("metadata"), desired.get("spec"))
+            if mine != (current.get("metadata"), current.get("spec")):
                 try:
                     current = await kube.request(self.api, "PUT", self.path, body=desired)
                 except kube.ApiError as e:
@@ -321,7 +321,7 @@ class NodeKeeper:
                     raise
                 log.info("updated the existing Node %s", self.name)
             self.node = current
-            self._record("Normal", "Starting", f"Starting vnode {__version__}.")
+            self._starting()
             await self.post_status(capacity)
             assert self.node is not None
             return self.node
@@ -341,7 +341,7 @@ class NodeKeeper:
         self.node = created
         self._last_post = self.clock.monotonic()
         self.posts += 1
-        self._record("Normal", "Starting", f"Starting vnode {__version__}.")
+        self._starting()
         self._note_ready({}, created.get("status") or {})
         return created
 
@@ -422,6 +422,12 @@ class NodeKeeper:
         finally:
             sleeper.cancel()
             waker.cancel()
+
+    def _starting(self) -> None:
+        """The kubelet's ``Starting`` Event, once per process (not on re-registration)."""
+        if not self._started:
+            self._started = True
+            self._record("Normal", "Starting", f"Starting vnode {__version__}.")
 
     def _note_ready(self, before: dict[str, Any], after: dict[str, Any]) -> None:
         def ready(status: dict[str, Any]) -> str | None:
