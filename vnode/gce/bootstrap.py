@@ -33,14 +33,15 @@ document is the VM's whole desired state:
   oneshot unit opens tcp/10250 and nothing else. With the CNI bridge, the ``firewall``
   CNI plugin admits the pods' own forwarded traffic, so the host rules stay as they are.
 - **the CNI bridge** (optional): ``kubelet0`` on 10.88.0.0/16 with host-local IPAM,
-  gateway 10.88.0.1, hairpin and IP masquerade, plus ``portmap`` for host ports. COS
-  ships no CNI plugins; a pinned plugin archive can be fetched like the kubelet into
-  ``cni_bin_dir`` (default ``/home/kubernetes/bin``, remounted executable, the layout
-  GKE's COS nodes use).
+  gateway 10.88.0.1, hairpin and IP masquerade, plus ``portmap`` for host ports. The
+  plugins themselves are not assumed on the image: a pinned plugin archive can be
+  fetched like the kubelet into ``cni_bin_dir`` (default ``/home/kubernetes/bin``,
+  bind-mounted executable as GKE's COS nodes do); containerd's CNI ``bin_dir`` must name
+  that directory, which is an assumption about the image to check on each COS milestone.
 - **container logs**: COS's own logging agent (``google-logging-enabled``) ships the
-  journal (kubelet, containerd) to Cloud Logging, but its fluent-bit configuration lives
-  on the verified read-only root with no documented place for extra inputs, so vnode
-  runs a second, pinned fluent-bit in a container under a systemd unit. It tails the
+  journal (kubelet, containerd) to Cloud Logging. Its configuration is part of the image
+  and not an interface vnode can rely on, so vnode runs a second, pinned fluent-bit in
+  a container under a systemd unit, with its own position database. It tails the
   kubelet's own files ``/var/log/pods/<ns>_<pod>-<node>_<uid>/<container>/<n>.log``
   rather than the ``/var/log/containers`` symlinks: that path carries the pod uid and the
   restart count (``n``, needed for ``previous``) where the symlink name carries only a
