@@ -37,7 +37,13 @@ def _wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 3
 
 def _kubectl(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
     done = subprocess.run(
-        ["kubectl", *args], env=env, input=stdin, capture_output=True, text=True, timeout=60
+        ["kubectl", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, f"kubectl {' '.join(args)} failed:\n{done.stderr}"
     return done.stdout

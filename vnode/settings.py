@@ -409,6 +409,24 @@ class GCESettings:
     """``hostPath`` volumes a pod may use (the path or anything below it); every other
     hostPath fails the pod, since the VM's disk is not the user's to browse."""
 
+    ca_dir: str = ""
+    """Where vnode keeps the CA its VM kubelets trust (created on first start). It must
+    outlive restarts, or vnode can no longer talk to the VMs it made; empty:
+    ``~/.local/state/vnode/gce-ca``."""
+
+    operation_timeout_seconds: float = 300.0
+    """Longest vnode waits for one Compute operation (an insert lasts until the VM runs,
+    usually well under a minute); a timeout is an error, retried like a 503."""
+
+    kubelet_timeout_seconds: float = 5.0
+    """Bound on one request to a VM kubelet's ``/pods``: a slow VM must not hold the sync."""
+
+    kubelet_concurrency: int = 32
+    """VM kubelets polled at once (one connection pool for all of them)."""
+
+    api_threads: int = 8
+    """Threads for the synchronous Compute client (calls in flight at once)."""
+
 
 _PROJECT = re.compile(r"^(?:[a-z][-a-z0-9.]*[a-z0-9]:)?[a-z][-a-z0-9]{4,28}[a-z0-9]$")
 _ZONE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
@@ -466,6 +484,10 @@ def validate_gce(gce: GCESettings, *, in_use: bool = True) -> None:
     for path in gce.allowed_host_paths:
         if not path.startswith("/"):
             raise ConfigError(f"allowed host path {path!r} must be absolute")
+    _positive("Compute operation timeout", gce.operation_timeout_seconds)
+    _positive("VM kubelet timeout", gce.kubelet_timeout_seconds)
+    if gce.kubelet_concurrency < 1 or gce.api_threads < 1:
+        raise ConfigError("VM kubelet concurrency and Compute API threads must be at least 1")
     if gce.compute_endpoint and not gce.compute_endpoint.startswith(("http://", "https://")):
         raise ConfigError(
             f"invalid Compute endpoint {gce.compute_endpoint!r}: expected an http(s) URL"

@@ -28,8 +28,9 @@ def write_env(path: Path, values: dict[str, str]) -> None:
 class Sandbox:
     """The emulators as one unit: start them all, describe them, stop them all."""
 
-    def __init__(self, state_dir: Path, *, kube: bool = True, host: str = "127.0.0.1",
-                 kube_port: int = 0) -> None:
+    def __init__(
+        self, state_dir: Path, *, kube: bool = True, host: str = "127.0.0.1", kube_port: int = 0
+    ) -> None:
         self.state_dir = state_dir
         self.kubeapi: KubeAPI | None = (
             KubeAPI(state_dir / "kube", host=host, port=kube_port) if kube else None
@@ -72,8 +73,9 @@ async def serve(state_dir: Path, *, kube: bool = True, kube_port: int = 0) -> No
         env = await sandbox.start()
         for key, value in env.items():
             log.info("sandbox ready: %s=%s", key, value)
-        print(f"sandbox ready; use it with: set -a; . {state_dir / 'sandbox.env'}; set +a",
-              flush=True)
+        print(
+            f"sandbox ready; use it with: set -a; . {state_dir / 'sandbox.env'}; set +a", flush=True
+        )
         await stop.wait()
         log.info("stopping the sandbox")
     finally:

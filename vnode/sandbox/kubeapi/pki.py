@@ -18,8 +18,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from vnode.certs import CertificateAuthority
 
-SERVER_NAMES = ("localhost", "127.0.0.1", "kubernetes", "kubernetes.default",
-                "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")
+SERVER_NAMES = (
+    "localhost",
+    "127.0.0.1",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,9 @@ class ClusterPKI:
         ctx.load_cert_chain(*self.path("kubelet-client"))
         return ctx
 
-    def issue_client(self, name: str, common_name: str, organizations: tuple[str, ...] = ()) -> tuple[Path, Path]:
+    def issue_client(
+        self, name: str, common_name: str, organizations: tuple[str, ...] = ()
+    ) -> tuple[Path, Path]:
         """Issue (and write as ``name.crt``/``name.key``) one more client certificate."""
         pair = self.ca.issue(common_name, organizations=organizations, client=True)
         return pair.write(self.directory, name)
@@ -70,9 +78,9 @@ def create(directory: Path, server_names: tuple[str, ...] = SERVER_NAMES) -> Clu
     ca.pair.write(directory, "ca")
     ca.issue("kube-apiserver", server_names=server_names, server=True).write(directory, "apiserver")
     ca.issue("admin", organizations=("system:masters",), client=True).write(directory, "admin")
-    ca.issue(
-        "kube-apiserver-kubelet-client", organizations=("system:masters",), client=True
-    ).write(directory, "kubelet-client")
+    ca.issue("kube-apiserver-kubelet-client", organizations=("system:masters",), client=True).write(
+        directory, "kubelet-client"
+    )
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key_file = directory / "sa.key"
     key_file.touch(mode=0o600)
@@ -94,12 +102,21 @@ def write_kubeconfig(path: Path, server: str, pki: ClusterPKI, user: str = "admi
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "sandbox", "cluster": {
-            "server": server, "certificate-authority": str(pki.ca_file)}}],
-        "users": [{"name": user, "user": {
-            "client-certificate": str(cert), "client-key": str(key)}}],
-        "contexts": [{"name": "sandbox", "context": {
-            "cluster": "sandbox", "user": user, "namespace": "default"}}],
+        "clusters": [
+            {
+                "name": "sandbox",
+                "cluster": {"server": server, "certificate-authority": str(pki.ca_file)},
+            }
+        ],
+        "users": [
+            {"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}
+        ],
+        "contexts": [
+            {
+                "name": "sandbox",
+                "context": {"cluster": "sandbox", "user": user, "namespace": "default"},
+            }
+        ],
         "current-context": "sandbox",
         "preferences": {},
     }

@@ -83,7 +83,9 @@ def conflict(plural: str, name: str, group: str = "", why: str | None = None) ->
     )
 
 
-def invalid(kind: str, name: str, causes: list[tuple[str, str, str]], group: str = "") -> StatusError:
+def invalid(
+    kind: str, name: str, causes: list[tuple[str, str, str]], group: str = ""
+) -> StatusError:
     """422 Invalid; ``causes`` are (reason, message, field) like ``FieldValueRequired``."""
     parts = [f"{field}: {message}" for _, message, field in causes]
     summary = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
@@ -100,7 +102,9 @@ def gone(message: str) -> StatusError:
     return StatusError(410, "Expired", message)
 
 
-def method_not_allowed(message: str = "the server does not allow this method on the requested resource") -> StatusError:
+def method_not_allowed(
+    message: str = "the server does not allow this method on the requested resource",
+) -> StatusError:
     return StatusError(405, "MethodNotAllowed", message, details={})
 
 
