@@ -264,8 +264,11 @@ async def test_the_lease_survives_a_crash_of_its_loop(
     assert await leftover_tasks() == []
 
 
-def test_sigterm_during_startup_exits_0(tmp_path: Path, kubeapi: RunningKubeAPI) -> None:
-    """The API server is unreachable: registration retries until SIGTERM ends it cleanly."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_startup_exits_0(
+    tmp_path: Path, kubeapi: RunningKubeAPI, sig: signal.Signals
+) -> None:
+    """The API server is unreachable: registration retries until a signal ends it cleanly."""
     text = kubeapi.kubeconfig.read_text()
     unreachable = tmp_path / "kubeconfig"
     unreachable.write_text(text.replace(kubeapi.url, "https://127.0.0.1:9"))
@@ -280,7 +283,7 @@ def test_sigterm_during_startup_exits_0(tmp_path: Path, kubeapi: RunningKubeAPI)
     try:
         wait_for(lambda: "registering Node vnode failed" in log.read_text(), timeout=30,
                  what="a failed registration attempt")  # fmt: skip
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         assert proc.wait(30) == 0, log.read_text()
         assert "stop requested during startup" in log.read_text()
     finally:
