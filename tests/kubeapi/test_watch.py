@@ -432,3 +432,21 @@ def test_legacy_watch_path(kubeapi: RunningKubeAPI, k8s: Any) -> None:
     events = reader.read(5).events()
     reader.close()
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "legacy")]
+
+
+def test_stopping_the_server_ends_open_watches(kubeapi: RunningKubeAPI) -> None:
+    reader = WatchReader(
+        kubeapi,
+        "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=0&timeoutSeconds=600",
+    )
+    first = reader.read(5, stop_after=1)
+    assert first.events()[0]["type"] == "ADDED"
+
+    def close_all() -> None:
+        for w in list(kubeapi.api.store._watches):
+            w.close()
+
+    kubeapi.call(close_all)
+    got = reader.read(5)
+    reader.close()
+    assert got.ended

@@ -925,6 +925,8 @@ class KubeAPI:
                 if last_call is not None:
                     wake = min(wake, last_call)
             ev = await watch.next(wake - now)
+            if watch.closed:
+                return  # the server is stopping
             if ev is None:
                 now = loop.time()
                 if not bookmarks:

@@ -358,17 +358,25 @@ class Watch:
         self.queue.put_nowait({"type": kind, "object": self._store.view(self.res, obj)})
 
     async def next(self, timeout: float | None = None) -> Obj | None:  # noqa: ASYNC109
-        """The next event, or None when ``timeout`` seconds pass without one."""
-        if timeout is None:
-            return await self.queue.get()
+        """The next event, or None when ``timeout`` seconds pass without one or once closed."""
+        if self.closed:
+            return None
         try:
-            return await asyncio.wait_for(self.queue.get(), max(timeout, 0.0))
+            if timeout is None:
+                ev = await self.queue.get()
+            else:
+                ev = await asyncio.wait_for(self.queue.get(), max(timeout, 0.0))
         except TimeoutError:
             return None
+        return None if self.closed else ev
 
     def close(self) -> None:
+        """Stop the watch; a consumer waiting in :meth:`next` wakes up with None."""
+        if self.closed:
+            return
         self.closed = True
         self._store._watches.discard(self)
+        self.queue.put_nowait({})
 
 
 class _Window:
@@ -1087,7 +1095,7 @@ class Store:
             field_selector=field_selector,
         )
         try:
-            while True:
+            while not w.closed:
                 ev = await w.next()
                 if ev is not None:
                     yield ev
