@@ -294,3 +294,19 @@ def test_help_documents_the_gce_flags_from_the_settings() -> None:
     assert "--project PROJECT" in done.stdout
     assert "--spot, --no-spot" in done.stdout
     assert "E2 is the cheapest general-purpose family" in " ".join(done.stdout.split())
+
+
+def test_every_gce_setting_has_its_own_flag() -> None:
+    """A new GCESettings field gets a flag; one colliding with a Node flag would not."""
+    import dataclasses
+
+    from vnode.settings import GCESettings
+
+    parser = cli.build_parser()
+    run = parser.parse_args(["run"]).run_parser
+    group = next(g for g in run._action_groups if g.title == "GCE provider (--provider gce)")
+    flags = {s for a in group._group_actions for s in a.option_strings}
+    for f in dataclasses.fields(GCESettings):
+        if f.name == "zones":  # shared with the Node's zone label on purpose
+            continue
+        assert cli._gce_flag(f.name) in flags, f"GCESettings.{f.name} has no flag of its own"
