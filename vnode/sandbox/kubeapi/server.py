@@ -702,8 +702,6 @@ class KubeAPI:
                 "the namespace of the provided object does not match the "
                 "namespace sent on the request"
             )
-        if res.plural == "namespaces" or not res.namespaced:
-            pass
         self._admit(request, res, sub="", operation="create", obj=obj, old=None)
         created = self.store.create(
             res, ns, obj, manager=manager_of(request), dry_run=_dry_run(request)
