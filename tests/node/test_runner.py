@@ -321,3 +321,37 @@ async def test_a_port_in_use_is_a_config_error(kubeapi: RunningKubeAPI) -> None:
         with pytest.raises(ConfigError, match=r"the kubelet API cannot listen on 127\.0\.0\.1"):
             await runner.run(settings)
     assert await leftover_tasks() == []
+
+
+class SlowStop(FakeProvider):
+    """A provider whose stop() takes far longer than anyone wants to wait."""
+
+    async def stop(self) -> None:
+        logging.getLogger("tests.slowstop").warning("slow provider stop begins")
+        await asyncio.sleep(3600)
+
+
+def test_a_second_signal_cuts_the_shutdown_short(tmp_path: Path, kubeapi: RunningKubeAPI) -> None:
+    log = tmp_path / "vnode.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vnode.cli", "run", "--provider",
+             "tests.node.test_runner:SlowStop", "--kubeconfig", str(kubeapi.kubeconfig),
+             "--node-name", "slow", "--kubelet-address", "127.0.0.1", "--kubelet-port", "0",
+             "--shutdown-timeout", "600"],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: "vnode is running" in log.read_text(), timeout=30, what="vnode up")
+        proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "slow provider stop begins" in log.read_text(), timeout=30,
+                 what="the shutdown to reach the provider")  # fmt: skip
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0, log.read_text()
+        text = log.read_text()
+        assert "second SIGINT: stopping without waiting for the rest" in text
+        assert "vnode stopped without finishing its shutdown" in text
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

@@ -15,6 +15,7 @@ SIGTERM/SIGINT stop everything in stages, in reverse order of dependence, within
 ``settings.shutdown_timeout``: stop taking pod work, stop the kubelet API, stop the
 heartbeats (the Lease is left to expire, never deleted), send the last Events, stop
 the provider (its pods keep running), close the API connections. The exit code is 0.
+A second signal abandons whatever is left of the shutdown.
 """
 
 from __future__ import annotations
@@ -203,10 +204,19 @@ async def run(settings: Settings) -> int:
     """
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
+    hurry = asyncio.Event()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not stopping.is_set():
+            stopping.set()
+        elif not hurry.is_set():
+            log.warning("second %s: stopping without waiting for the rest", sig.name)
+            hurry.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     try:
-        return await _run(settings, stopping)
+        return await _run(settings, stopping, hurry)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(Exception):
@@ -275,7 +285,7 @@ class _Parts:
         log.info("vnode stopped")
 
 
-async def _run(settings: Settings, stopping: asyncio.Event) -> int:
+async def _run(settings: Settings, stopping: asyncio.Event, hurry: asyncio.Event) -> int:
     name = settings.node.name
     provider = await load_provider(settings)
     parts = _Parts(settings, provider, await kube.connect(settings.kube, purpose="main"))
@@ -327,5 +337,23 @@ async def _run(settings: Settings, stopping: asyncio.Event) -> int:
     finally:
         for waiter in waiters:
             waiter.cancel()
-        await parts.shutdown()
+        await _unless(hurry, parts.shutdown())
     return code
+
+
+async def _unless(hurry: asyncio.Event, shutdown: Awaitable[None]) -> None:
+    """Run the staged shutdown, abandoning what is left of it when ``hurry`` is set (a
+    second signal: someone at a terminal pressed Ctrl-C again)."""
+    stages = asyncio.ensure_future(shutdown)
+    hurried = asyncio.ensure_future(hurry.wait())
+    try:
+        await asyncio.wait({stages, hurried}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        hurried.cancel()
+        if not stages.done():
+            stages.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stages
+            log.warning("vnode stopped without finishing its shutdown")
+    if not stages.cancelled():
+        stages.result()  # a failure inside the shutdown itself is not swallowed
