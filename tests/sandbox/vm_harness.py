@@ -182,3 +182,67 @@ class Client:
         async with self._session.get(self.base + path) as resp:
             body = await resp.read()
             return resp.status, dict(resp.headers), body
+
+
+# -- comparing /pods with the captures --------------------------------------------------
+
+_TIMES = {"lastTransitionTime", "startTime", "startedAt", "finishedAt"}
+
+
+def normalize(obj: Any) -> Any:
+    """Blank what differs between runs (times, IDs, the UID, back-off length), keep the rest."""
+    import re
+
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            if k in _TIMES and isinstance(v, str) and not v.startswith("1970-"):
+                out[k] = "<time>"
+            elif k == "containerID":
+                out[k] = "<id>"
+            elif k == "imageID" and v:
+                out[k] = "<image>"
+            elif k == "message" and isinstance(v, str) and v.startswith("back-off "):
+                out[k] = re.sub(
+                    r"^back-off \S+ (.*)\([0-9a-f]{32}\)$", r"back-off <d> \1(<uid>)", v
+                )
+            else:
+                out[k] = normalize(v)
+        return out
+    if isinstance(obj, list):
+        return [normalize(x) for x in obj]
+    return obj
+
+
+def captured_status(capture: str, pod: str) -> Any:
+    body = reference_json(f"pods/{capture}")
+    item = next(i for i in body["items"] or [] if i["metadata"]["name"] == pod)
+    return normalize(item["status"])
+
+
+async def pod_item(client: Client, name: str) -> dict[str, Any] | None:
+    import json
+
+    status, _, body = await client.get("/pods")
+    assert status == 200
+    return next((i for i in json.loads(body)["items"] or [] if i["metadata"]["name"] == name), None)
+
+
+async def wait_for_capture(client: Client, capture: str, pod: str, limit: float = 20.0) -> None:
+    """Poll /pods until the pod's status equals the captured one (normalised, key order too)."""
+    import asyncio
+    import json
+
+    want = json.dumps(captured_status(capture, pod))
+    seen: list[str] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while loop.time() < deadline:
+        item = await pod_item(client, pod)
+        got = json.dumps(normalize(item["status"])) if item else "absent"
+        if got == want:
+            return
+        if not seen or seen[-1] != got:
+            seen.append(got)
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{pod} never matched {capture}:\nwant {want}\nlast seen {seen[-3:]}")

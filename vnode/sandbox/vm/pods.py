@@ -199,6 +199,8 @@ class PodWorker:
             ok = await self._supervise(view)
             if not ok:
                 return await self._finish()
+            # The next container starts on the sync after the kubelet sees this one finish.
+            await self.host.clock.sleep(t.sync)
         await asyncio.gather(*(self._supervise(v) for v in self.app_views))
         await self._finish()
 
