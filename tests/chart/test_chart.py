@@ -93,8 +93,7 @@ def one(objs: list[dict[str, Any]], kind: str, *, hook: bool = False) -> dict[st
     found = [
         o
         for o in objs
-        if o["kind"] == kind
-        and ("helm.sh/hook" in o["metadata"].get("annotations", {})) == hook
+        if o["kind"] == kind and ("helm.sh/hook" in o["metadata"].get("annotations", {})) == hook
     ]
     assert len(found) == 1, f"expected one {kind}, found {len(found)}"
     return found[0]
@@ -104,6 +103,11 @@ def container(objs: list[dict[str, Any]]) -> dict[str, Any]:
     pod = one(objs, "Deployment")["spec"]["template"]["spec"]
     (c,) = pod["containers"]
     return c
+
+
+def pod_volumes(objs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    pod = one(objs, "Deployment")["spec"]["template"]["spec"]
+    return {v["name"]: v for v in pod["volumes"]}
 
 
 def run_settings(args: list[str], env: dict[str, str] | None = None) -> Settings:
@@ -301,7 +305,8 @@ def test_every_value_reaches_vnode() -> None:
     c = container(objects(FULL))
     s = run_settings(c["args"], {"VNODE_POD_IP": "10.8.0.7"})
     assert s.node.name == "burst-1"
-    assert s.node.taints == (Taint.parse(DEFAULT_TAINT), Taint("example.com/batch", "", "NoExecute"))
+    batch = Taint("example.com/batch", "", "NoExecute")
+    assert s.node.taints == (Taint.parse(DEFAULT_TAINT), batch)
     assert s.node.labels == {"team": "ml", "example.com/tier": "batch"}
     assert {k: s.node.capacity[k] for k in ("cpu", "memory", "nvidia.com/gpu")} == {
         "cpu": "64",
@@ -424,13 +429,13 @@ def test_existing_service_account_is_used_as_is() -> None:
 
 
 def test_client_ca_from_configmap_or_secret() -> None:
-    volumes = {v["name"]: v for v in one(objects(), "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    volumes = pod_volumes(objects())
     assert volumes["client-ca"]["configMap"] == {
         "name": "kube-root-ca.crt",
         "items": [{"key": "ca.crt", "path": "ca.crt"}],
     }
     objs = objects(FULL)
-    volumes = {v["name"]: v for v in one(objs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    volumes = pod_volumes(objs)
     assert volumes["client-ca"]["secret"]["secretName"] == "kubelet-client-ca"
     assert volumes["serving"]["secret"]["secretName"] == "vnode-serving"
     # Without any client CA, vnode accepts bearer tokens only and gets no --client-ca-file.
@@ -467,7 +472,7 @@ def test_generated_vm_pki_is_what_vnode_loads(tmp_path: Path) -> None:
 def test_existing_vm_pki_secret_is_mounted_not_created() -> None:
     objs = objects({"vmPKI": {"existingSecret": "vnode-ca"}})
     assert [o for o in objs if o["kind"] == "Secret"] == []
-    volumes = {v["name"]: v for v in one(objs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    volumes = pod_volumes(objs)
     assert volumes["vm-pki"]["secret"]["secretName"] == "vnode-ca"
 
 
