@@ -71,7 +71,8 @@ def _add_sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument(
         "--no-kube",
         action="store_true",
-        help="leave the Kubernetes API out (to run vnode against a real cluster)",
+        help="leave the Kubernetes API out: only the cloud side (Compute Engine and its VMs), "
+        "to run vnode against a real cluster",
     )
     p.add_argument(
         "--kube-port",
@@ -236,6 +237,8 @@ GCE_FLAGS = {
     "scopes": "--scope",
     "allowed_host_paths": "--allowed-host-path",
     "status_period": "--vm-status-period",
+    "delete_delay_seconds": "--delete-delay",
+    "ca_dir": "--gce-ca-dir",
 }
 
 

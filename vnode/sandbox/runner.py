@@ -1,5 +1,11 @@
 """``vnode sandbox``: run the emulators in the foreground until SIGINT/SIGTERM.
 
+The emulators: the Kubernetes API server (left out with ``--no-kube``, to run vnode
+against a real cluster) and the cloud side, a Compute Engine API whose RUNNING
+instances boot simulated COS VMs from their metadata. ``sandbox.env`` points
+``vnode run --provider gce`` at them (``VNODE_COMPUTE_ENDPOINT``, ``VNODE_PROJECT``,
+``VNODE_ZONE``, ``VNODE_GCE_CA_DIR``).
+
 When everything listens, the state directory holds ``kubeconfig`` (admin access),
 ``sandbox.env`` (``KEY=VALUE`` lines for ``set -a; . sandbox.env``) and, written last so
 that a waiting script never reads a half-written directory, ``ready``.
@@ -13,7 +19,12 @@ import logging
 import signal
 from pathlib import Path
 
+from vnode.sandbox.compute import ComputeEmulator
 from vnode.sandbox.kubeapi.server import KubeAPI
+from vnode.sandbox.vm import vm_factory
+
+SANDBOX_PROJECT = "vnode-sandbox"
+SANDBOX_ZONE = "us-central1-a"
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +46,10 @@ class Sandbox:
         self.kubeapi: KubeAPI | None = (
             KubeAPI(state_dir / "kube", host=host, port=kube_port) if kube else None
         )
+        # The cloud side: Compute Engine, whose RUNNING instances boot simulated COS VMs.
+        self.compute = ComputeEmulator(
+            state_dir / "compute", host=host, vm_factory=vm_factory(state_dir / "vms")
+        )
 
     async def start(self) -> dict[str, str]:
         """Start every emulator; return the environment a vnode run needs to use them."""
@@ -52,12 +67,19 @@ class Sandbox:
             # The API server here lives on loopback, so a vnode run against it listens
             # there too (never on every interface of the machine).
             env["VNODE_KUBELET_ADDRESS"] = "127.0.0.1"
+        await self.compute.start()
+        env["VNODE_COMPUTE_ENDPOINT"] = self.compute.endpoint
+        env["VNODE_PROJECT"] = SANDBOX_PROJECT
+        env["VNODE_ZONE"] = SANDBOX_ZONE
+        # vnode's CAs for the VM kubelets live with the sandbox, not in the user's home.
+        env["VNODE_GCE_CA_DIR"] = str(self.state_dir / "gce-ca")
         write_env(self.state_dir / "sandbox.env", env)
         (self.state_dir / "ready").write_text("ok\n")
         return env
 
     async def stop(self) -> None:
         (self.state_dir / "ready").unlink(missing_ok=True)
+        await self.compute.stop()  # stops the VMs too
         if self.kubeapi is not None:
             await self.kubeapi.stop()
 
