@@ -1,6 +1,8 @@
 """One static pod's life on the simulated kubelet: the pod worker.
 
 It does what the kubelet's pod worker does for a static pod, in the same order: wait
+for the pod network (without ``hostNetwork`` a pod needs a CNI config in
+``/etc/cni/net.d``; with one, its processes still share the host's network here), wait
 for volumes (those a standalone kubelet cannot provide leave the pod ContainerCreating
 for ever, as on the real one), create the sandbox, run the init containers one by one,
 then start the app containers and keep them per ``restartPolicy``: the first restart
@@ -185,6 +187,20 @@ class PodWorker:
 
     async def _pod_main(self) -> None:
         t = self.host.timings
+        logged = False
+        while not self._network_ready():
+            # A pod network needs a CNI config; without one the kubelet only runs
+            # hostNetwork pods and leaves the others ContainerCreating.
+            if not logged:
+                log.warning(
+                    "pod %s/%s: network is not ready: container runtime network not ready: "
+                    "NetworkReady=false reason:NetworkPluginNotReady message:Network plugin "
+                    "returns error: cni plugin not initialized",
+                    self.namespace,
+                    self.name,
+                )
+                logged = True
+            await self.host.clock.sleep(t.sync)
         for volume in self.pod["spec"].get("volumes") or []:
             why = unsupported_volume(volume)
             if why:
@@ -211,6 +227,15 @@ class PodWorker:
         await self.host.clock.sleep(self.host.timings.sandbox_teardown)
         self.sandbox_ready = False
         self.refresh()
+
+    def _network_ready(self) -> bool:
+        """hostNetwork pods always run; others need a CNI config where containerd looks."""
+        if self.pod["spec"].get("hostNetwork"):
+            return True
+        conf = host_path(self.host.root, "/etc/cni/net.d")
+        return conf.is_dir() and any(
+            p.suffix in (".conf", ".conflist", ".json") for p in conf.iterdir()
+        )
 
     def _make_local_volumes(self) -> None:
         for volume in self.pod["spec"].get("volumes") or []:
