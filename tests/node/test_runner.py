@@ -9,6 +9,7 @@ import logging
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -343,9 +344,17 @@ def test_a_second_signal_cuts_the_shutdown_short(tmp_path: Path, kubeapi: Runnin
         )  # fmt: skip
     try:
         wait_for(lambda: "vnode is running" in log.read_text(), timeout=30, what="vnode up")
+        first = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        # The same signal delivered twice (process, then group): not a hurry. (The kernel
+        # may also merge the two into one; either way the shutdown must go on.)
         proc.send_signal(signal.SIGTERM)
         wait_for(lambda: "slow provider stop begins" in log.read_text(), timeout=30,
                  what="the shutdown to reach the provider")  # fmt: skip
+        assert proc.poll() is None
+        # A person pressing Ctrl-C again, later than the repeat window.
+        wait_for(lambda: time.monotonic() - first >= runner.SIGNAL_REPEAT_WINDOW + 0.2,
+                 timeout=10, what="the repeat window to pass")  # fmt: skip
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0, log.read_text()
         text = log.read_text()
@@ -355,3 +364,24 @@ def test_a_second_signal_cuts_the_shutdown_short(tmp_path: Path, kubeapi: Runnin
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+async def test_a_signal_delivered_twice_is_one_request(
+    kubeapi: RunningKubeAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="vnode")
+    task = asyncio.create_task(runner.run(settings_for(kubeapi, "tests.providers:FakeProvider")))
+
+    async def running() -> bool:
+        assert not task.done()
+        return any("vnode is running" in r.getMessage() for r in caplog.records)
+
+    await async_wait_for(running, timeout=30, what="vnode to run")
+    signal.raise_signal(signal.SIGTERM)  # as `timeout` does: to the process...
+    signal.raise_signal(signal.SIGTERM)  # ...and again to its process group
+    assert await asyncio.wait_for(task, 30) == 0
+    messages = [r.getMessage() for r in caplog.records]
+    assert "SIGTERM again at once: taken as the same request to stop" in messages
+    assert "vnode stopped" in messages
+    assert "vnode stopped without finishing its shutdown" not in messages
+    assert await leftover_tasks() == []

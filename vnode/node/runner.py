@@ -53,6 +53,9 @@ A built-in factory takes the Settings; a user's ``module:attribute`` takes nothi
 
 RESTART_DELAY = 1.0
 """Seconds before a crashed restartable task runs again (a crash loop must not spin)."""
+SIGNAL_REPEAT_WINDOW = 1.0
+"""Seconds within which a repeated signal is the same one delivered twice (to the process
+and to its group), not a person asking a second time."""
 REGISTER_BACKOFF = (1.0, 30.0)
 """Seconds between Node registration attempts while the API server refuses: first, cap."""
 
@@ -206,9 +209,16 @@ async def run(settings: Settings) -> int:
     stopping = asyncio.Event()
     hurry = asyncio.Event()
 
+    first: list[float] = []  # loop time of the first signal
+
     def on_signal(sig: signal.Signals) -> None:
         if not stopping.is_set():
             stopping.set()
+            first.append(loop.time())
+        elif loop.time() - first[0] < SIGNAL_REPEAT_WINDOW:
+            # One signal delivered twice: `timeout`, `kill -- -PGID` and some init systems
+            # signal the process and then its whole group.
+            log.info("%s again at once: taken as the same request to stop", sig.name)
         elif not hurry.is_set():
             log.warning("second %s: stopping without waiting for the rest", sig.name)
             hurry.set()
