@@ -23,7 +23,7 @@ from cryptography import x509
 
 from vnode import cli
 from vnode.gce.pki import VnodePKI
-from vnode.settings import Settings, Taint
+from vnode.settings import Settings, Taint, validate
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "vnode"
 RELEASE = "vnode"
@@ -115,6 +115,17 @@ def run_settings(args: list[str], env: dict[str, str] | None = None) -> Settings
     parser = cli.build_parser()
     parsed = parser.parse_args(args)
     return cli.settings_from(parsed, parsed.run_parser, env or {})
+
+
+def valid_in_container(args: list[str], env: dict[str, str], root: Path) -> None:
+    """vnode's own validation passes, with the pod's mounted files stood in under root."""
+    for arg in args:
+        _, _, value = arg.partition("=")
+        if value.startswith("/etc/vnode/"):
+            (root / value.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            (root / value.lstrip("/")).write_text("stand-in for a mounted file\n")
+    moved = [arg.replace("=/etc/vnode/", f"={root}/etc/vnode/") for arg in args]
+    validate(run_settings(moved, env))
 
 
 # -- lint and render -------------------------------------------------------------------
@@ -277,9 +288,10 @@ def test_every_flag_and_variable_the_chart_passes_exists(values: dict[str, Any])
         assert env["name"] in known_env, f"`vnode run` reads no {env['name']}"
 
 
-def test_default_values_reach_vnode() -> None:
+def test_default_values_reach_vnode(tmp_path: Path) -> None:
     c = container(objects({"gce": {"project": "my-project", "zones": ["europe-west4-a"]}}))
     s = run_settings(c["args"], {"VNODE_POD_IP": "10.8.0.7"})
+    valid_in_container(c["args"], {"VNODE_POD_IP": "10.8.0.7"}, tmp_path)
     assert s.provider == "gce"
     assert s.node.name == RELEASE
     assert s.node.taints == (Taint.parse(DEFAULT_TAINT),)
@@ -301,9 +313,10 @@ def test_default_values_reach_vnode() -> None:
     assert s.gce.service_account_tokens is True
 
 
-def test_every_value_reaches_vnode() -> None:
+def test_every_value_reaches_vnode(tmp_path: Path) -> None:
     c = container(objects(FULL))
     s = run_settings(c["args"], {"VNODE_POD_IP": "10.8.0.7"})
+    valid_in_container(c["args"], {"VNODE_POD_IP": "10.8.0.7"}, tmp_path)
     assert s.node.name == "burst-1"
     batch = Taint("example.com/batch", "", "NoExecute")
     assert s.node.taints == (Taint.parse(DEFAULT_TAINT), batch)
