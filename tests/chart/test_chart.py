@@ -619,3 +619,5 @@ def test_helm_test_pod_runs_on_the_virtual_node() -> None:
     ]
     # The sandbox's VMs and real ones alike need an explicit command.
     assert spec["containers"][0]["command"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["containers"][0]["securityContext"]["allowPrivilegeEscalation"] is False
