@@ -95,7 +95,7 @@ class LogOptions:
 class EventRecorder(Protocol):
     """Reports something about a pod as a Kubernetes Event (reporting component vnode)."""
 
-    def __call__(self, pod: Pod, type_: str, reason: str, message: str) -> None: ...
+    def __call__(self, pod: Pod, type_: str, reason: str, message: str, /) -> None: ...
 
 
 class ClusterReader(Protocol):

@@ -29,7 +29,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 from vnode.clock import SystemClock
 from vnode.errors import ConfigError
@@ -41,7 +41,6 @@ from vnode.node.kubelet_api import KubeletAPI
 from vnode.node.lease import LeaseKeeper
 from vnode.node.nodestatus import NodeKeeper, node_addresses
 from vnode.node.pods import PodController
-from vnode.provider import EventRecorder as ProviderEventRecorder
 from vnode.provider import Provider, ProviderContext
 from vnode.settings import Settings
 
@@ -251,9 +250,9 @@ class _Parts:
     async def start(self) -> NodeKeeper:
         """Provider, kubelet API, Node: each needs what the previous one gives."""
         settings, name = self.settings, self.settings.node.name
-        # The recorder takes any object (the Node too); providers see it as a pod recorder.
-        record = cast(ProviderEventRecorder, self.recorder)
-        context = ProviderContext(name, ApiClusterReader(self.api), record, notify=self.pods.notify)
+        context = ProviderContext(
+            name, ApiClusterReader(self.api), self.recorder, notify=self.pods.notify
+        )
         await self.provider.start(context)
         self.provider_started = True
         addresses = node_addresses(settings)
