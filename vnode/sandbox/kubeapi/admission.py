@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,7 @@ def _model(name: str) -> Any:
     return getattr(models, name, None)
 
 
+@functools.cache
 def _split_generic(typ: str) -> tuple[str, str] | None:
     m = re.fullmatch(r"(?:List|list)\[(.+)\]", typ)
     if m:
@@ -69,14 +71,20 @@ def _walk_type(typ: str, value: Any, path: str, out: list[str]) -> None:
         _walk_model(model, value, path + ".", out)
 
 
+@functools.cache
+def _json_types(model: Any) -> dict[str, str]:
+    """JSON field name -> OpenAPI type of a client model class."""
+    return {json_name: model.openapi_types[attr] for attr, json_name in model.attribute_map.items()}
+
+
 def _walk_model(model: Any, value: Obj, prefix: str, out: list[str]) -> None:
-    by_json = {json_name: attr for attr, json_name in model.attribute_map.items()}
+    types = _json_types(model)
     for key, item in list(value.items()):
-        attr = by_json.get(key)
-        if attr is None:
+        typ = types.get(key)
+        if typ is None:
             out.append(f"{prefix}{key}")
             continue
-        _walk_type(model.openapi_types[attr], item, f"{prefix}{key}", out)
+        _walk_type(typ, item, f"{prefix}{key}", out)
 
 
 def _drop_path(obj: Any, path: str) -> None:

@@ -16,7 +16,6 @@ All methods run on the server's event loop; none of them blocks.
 from __future__ import annotations
 
 import asyncio
-import copy
 import datetime as dt
 import json
 import logging
@@ -24,7 +23,7 @@ import secrets
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from vnode.clock import Clock, rfc3339
 from vnode.sandbox.kubeapi import admission, resources
@@ -34,6 +33,7 @@ from vnode.sandbox.kubeapi.status import StatusError, already_exists, conflict, 
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
+_T = TypeVar("_T")
 Listener = Callable[[str, Resource, Obj, "Obj | None"], None]
 
 # Namespaces every cluster has from the start.
@@ -75,6 +75,19 @@ _SYSTEM_METADATA = (
     "generation",
     "selfLink",
 )
+
+
+def clone(value: _T) -> _T:
+    """A deep copy of a JSON-shaped value (several times faster than ``copy.deepcopy``)."""
+    return cast(_T, _clone(value))
+
+
+def _clone(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clone(v) for v in value]
+    return value
 
 
 def generate_suffix() -> str:
@@ -350,7 +363,7 @@ class Watch:
             self._put("ADDED", ev.new)
         elif old_ok and ev.old is not None:
             # Stopped matching: the previous object with the event's resourceVersion.
-            old = copy.deepcopy(ev.old)
+            old = clone(ev.old)
             old["metadata"]["resourceVersion"] = str(ev.rv)
             self._put("DELETED", old)
 
@@ -461,7 +474,7 @@ class Store:
 
     def view(self, res: Resource, obj: Obj) -> Obj:
         """A copy of a stored object as ``res`` presents it (kind/apiVersion, conversion)."""
-        obj = copy.deepcopy(obj)
+        obj = clone(obj)
         if res.storage is not None and res.group == "events.k8s.io":
             return event_from_core(obj)
         return _ordered(obj, res.kind, res.api_version)
@@ -545,7 +558,7 @@ class Store:
                 w.offer(ev)
         for fn in list(self._listeners):
             try:
-                fn(kind, sres, copy.deepcopy(new), copy.deepcopy(old) if old else None)
+                fn(kind, sres, clone(new), clone(old) if old else None)
             except Exception:
                 log.exception("store listener %r failed", fn)
         return new
@@ -602,7 +615,7 @@ class Store:
         dry_run: bool = False,
         operation: str = "Update",
     ) -> Obj:
-        obj = copy.deepcopy(obj)
+        obj = clone(obj)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             meta = obj["metadata"] = {}
@@ -706,7 +719,7 @@ class Store:
         dry_run: bool = False,
         operation: str = "Update",
     ) -> Obj:
-        obj = copy.deepcopy(obj)
+        obj = clone(obj)
         old = self._stored(res, namespace, name)
         sres = self._storage_res(res)
         meta = obj.setdefault("metadata", {})
@@ -740,20 +753,20 @@ class Store:
 
     def _merge_update(self, res: Resource, old: Obj, new: Obj, subresource: str | None) -> Obj:
         """Apply the registry's rules for which parts of ``new`` an update may change."""
-        merged = copy.deepcopy(new)
+        merged = clone(new)
         meta = merged.setdefault("metadata", {})
         old_meta = old["metadata"]
         for key in _SYSTEM_METADATA:
             if key in old_meta:
-                meta[key] = copy.deepcopy(old_meta[key])
+                meta[key] = clone(old_meta[key])
             else:
                 meta.pop(key, None)
         meta["resourceVersion"] = old_meta["resourceVersion"]
-        meta["managedFields"] = copy.deepcopy(old_meta.get("managedFields", []))
+        meta["managedFields"] = clone(old_meta.get("managedFields", []))
         if subresource == "binding":
             # pods/binding: the one write that may set spec.nodeName, with the binding's
             # annotations and the PodScheduled condition it brings.
-            out = copy.deepcopy(old)
+            out = clone(old)
             out.setdefault("spec", {})["nodeName"] = (merged.get("spec") or {}).get("nodeName")
             if meta.get("annotations"):
                 out["metadata"]["annotations"] = meta["annotations"]
@@ -761,7 +774,7 @@ class Store:
             return out
         if subresource == "status":
             # Only status and labels/annotations change through /status (fact D4).
-            out = copy.deepcopy(old)
+            out = clone(old)
             if "status" in merged:
                 out["status"] = merged["status"]
             else:
@@ -774,7 +787,7 @@ class Store:
             return out
         if has_status_subresource(res):
             if "status" in old:
-                merged["status"] = copy.deepcopy(old["status"])
+                merged["status"] = clone(old["status"])
             else:
                 merged.pop("status", None)
         return merged
@@ -948,7 +961,7 @@ class Store:
         if graceful:
             grace = self._pod_grace(old, grace_period_seconds)
         now = self._now()
-        new = copy.deepcopy(old)
+        new = clone(old)
         nmeta = new["metadata"]
         finalizers = bool(meta.get("finalizers"))
         if meta.get("deletionTimestamp"):
@@ -973,7 +986,7 @@ class Store:
             return self.view(res, new)
         self._commit(sres, "MODIFIED", new, old)
         if grace == 0 and not finalizers:
-            final = copy.deepcopy(new)
+            final = clone(new)
             self._commit(sres, "DELETED", final, new)
             return self.view(res, final)
         return self.view(res, new)
@@ -1015,7 +1028,7 @@ class Store:
     def _delete_namespace(self, res: Resource, old: Obj, dry_run: bool) -> Obj:
         """Simplified namespace lifecycle: mark Terminating, remove contents, remove it."""
         name = old["metadata"]["name"]
-        new = copy.deepcopy(old)
+        new = clone(old)
         if not new["metadata"].get("deletionTimestamp"):
             new["metadata"]["deletionTimestamp"] = rfc3339(self._now())
             new["metadata"]["deletionGracePeriodSeconds"] = 0
@@ -1030,11 +1043,11 @@ class Store:
             for (obj_ns, _), obj in list(self._bucket(r).items()):
                 if obj_ns != name:
                     continue
-                gone_obj = copy.deepcopy(obj)
+                gone_obj = clone(obj)
                 gone_obj["metadata"].pop("finalizers", None)
                 self._commit(r, "DELETED", gone_obj, obj)
         answer = self.view(res, new)
-        self._commit(res, "DELETED", copy.deepcopy(new), new)
+        self._commit(res, "DELETED", clone(new), new)
         return answer
 
     # ------------------------------------------------------------------- watch
