@@ -101,6 +101,7 @@ class GCEProvider:
         instances: Instances | None = None,
         retry: RetryPolicy | None = None,
         pki: VnodePKI | None = None,
+        kubelets: KubeletClient | None = None,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
@@ -110,7 +111,7 @@ class GCEProvider:
         )
         self._pki = pki
         self._context: ProviderContext | None = None
-        self._kubelets: KubeletClient | None = None
+        self._kubelets = kubelets
         self._tracks: dict[str, _Track] = {}
         self._snap = _Snapshot()
         self._sync_task: asyncio.Task[None] | None = None
@@ -135,11 +136,12 @@ class GCEProvider:
     async def start(self, context: ProviderContext) -> None:
         self._context = context
         pki = await asyncio.to_thread(lambda: self.pki)
-        self._kubelets = KubeletClient(
-            pki.ssl_context(),
-            timeout=self.settings.kubelet_timeout_seconds,
-            concurrency=self.settings.kubelet_concurrency,
-        )
+        if self._kubelets is None:
+            self._kubelets = KubeletClient(
+                pki.ssl_context(),
+                timeout=self.settings.kubelet_timeout_seconds,
+                concurrency=self.settings.kubelet_concurrency,
+            )
         self._sync_task = asyncio.create_task(self._sync_loop(), name="gce-sync")
         log.info(
             "GCE provider: project %s, zones %s, VMs labelled %s",
