@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import re
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -349,7 +350,8 @@ async def test_partial_lines_logs_and_log_shipping(tmp_path: Path) -> None:
             assert (status, body) == (200, expected), label
             e = exchange("h-partial.json", label)["response"]
             _headers_like(headers, e["headers"])
-            assert len(body) == e.get("bodyLength", len(body))
+            if same_order_as_capture or label == "no-params":
+                assert len(body) == e.get("bodyLength", len(body))
             if same_order_as_capture:
                 text = body.decode().replace("x" * 16384, "<16384 x chars>")
                 assert text == e.get("body", e.get("bodyWithXRunElided")), label
@@ -530,5 +532,39 @@ async def test_a_vm_whose_kubelet_would_not_start_serves_nothing(tmp_path: Path)
         with pytest.raises(OSError):
             _r, w = await asyncio.open_connection(ip, 10250)
             w.close()
+    finally:
+        await vm.stop()
+
+
+async def test_webhook_config_comes_up_only_when_allowed(tmp_path: Path) -> None:
+    config = kubelet_config()
+    config["authentication"]["webhook"] = {"enabled": True}
+    config["authorization"] = {"mode": "Webhook"}
+    async with booted(tmp_path, {}, config=config, allow_webhook=True) as (vm, client):
+        assert (await client.get("/pods"))[0] == 200
+        async with Client(vm.kubelet_url, client.pki, tmp_path) as anon:
+            assert (await anon.get("/pods"))[0] == 401
+
+
+async def test_without_a_serving_certificate_the_kubelet_signs_its_own(tmp_path: Path) -> None:
+    config = kubelet_config()
+    del config["tlsCertFile"], config["tlsPrivateKeyFile"]
+    ip = random_ip()
+    pki = Pki.create(ip, NODE)
+    vm = SimulatedVM(instance("self", ip, user_data(pki, config=config)), tmp_path, timings=FAST)
+    await vm.start()
+    try:
+        assert vm.boot_error is None
+        cert = tmp_path / "self/var/lib/kubelet/pki/kubelet.crt"
+        ctx = ssl.create_default_context(cafile=str(cert))
+        ctx.check_hostname = False
+        c, k = pki.client.write(tmp_path, "client")
+        ctx.load_cert_chain(str(c), str(k))
+        connector = aiohttp.TCPConnector(ssl=ctx)
+        async with (
+            aiohttp.ClientSession(connector=connector) as s,
+            s.get(vm.kubelet_url + "/healthz") as resp,
+        ):
+            assert (resp.status, await resp.text()) == (200, "ok")
     finally:
         await vm.stop()

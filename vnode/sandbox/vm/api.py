@@ -229,15 +229,18 @@ class KubeletAPI:
             return resp
         await resp.prepare(request)
         host = self.kubelet.host
-        await stream_log(
-            inst.log_path,
-            opts,
-            resp.write,
-            now_ns=host.now_ns(),
-            running=lambda: not inst.done.is_set(),
-            poll=host.timings.log_poll,
-        )
-        await resp.write_eof()
+        try:
+            await stream_log(
+                inst.log_path,
+                opts,
+                resp.write,
+                now_ns=host.now_ns(),
+                running=lambda: not inst.done.is_set(),
+                poll=host.timings.log_poll,
+            )
+            await resp.write_eof()
+        except ConnectionError:
+            pass  # the client went away mid-stream (a follow that was abandoned)
         return resp
 
 

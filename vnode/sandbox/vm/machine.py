@@ -104,6 +104,10 @@ class SimulatedVM:
     async def start(self) -> None:
         try:
             await self._boot()
+        except asyncio.CancelledError:
+            # Deleted while booting: release whatever the boot had already opened.
+            await self._stop_kubelet()
+            raise
         except (CloudConfigError, KubeletBootError, OSError) as e:
             self.boot_error = str(e)
             log.error("VM %s: kubelet did not come up: %s", self.name, e)

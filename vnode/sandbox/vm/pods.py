@@ -273,7 +273,7 @@ class PodWorker:
                 self.refresh()
                 # Nothing changes a static pod's config: it stays in this state.
                 await asyncio.Event().wait()
-            attempt = len(view.instances)
+            attempt = view.instances[-1].attempt + 1 if view.instances else 0
             inst = await runtime.start(
                 container=view.name,
                 attempt=attempt,
@@ -337,13 +337,14 @@ class PodWorker:
             link.symlink_to(os.path.relpath(inst.log_path, links))
 
     def _collect_old_logs(self, view: ContainerView) -> None:
-        """The kubelet keeps the newest dead instance of a container; older logs go."""
+        """The kubelet keeps the newest dead instance of a container; older ones go."""
+        links = host_path(self.host.root, "/var/log/containers")
         for old in view.instances[:-2]:
             with contextlib.suppress(FileNotFoundError):
                 old.log_path.unlink()
-            links = host_path(self.host.root, "/var/log/containers")
             with contextlib.suppress(FileNotFoundError):
                 (links / f"{self.name}_{self.namespace}_{view.name}-{old.id}.log").unlink()
+        del view.instances[:-2]
 
     # -- what a container runs ----------------------------------------------------------
 

@@ -29,6 +29,7 @@ path on the VM), ``instance_id``, ``instance_name``, ``zone``, ``project``,
 ``instance_labels`` (the instance's GCE labels, e.g. ``vnode-pod-uid``)."""
 
 LogSink = Callable[[LogEntry], Awaitable[None]]
+QUEUE_LIMIT = 50_000
 
 
 class Shipper:
@@ -38,7 +39,9 @@ class Shipper:
         self._sink = sink
         self._resource = resource
         self._pod_logs_dir = pod_logs_dir.rstrip("/")
-        self._queue: asyncio.Queue[LogEntry | None] = asyncio.Queue()
+        # Bounded like fluent-bit's memory buffer; what does not fit is dropped and counted.
+        self._queue: asyncio.Queue[LogEntry | None] = asyncio.Queue(maxsize=QUEUE_LIMIT)
+        self.dropped = 0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -48,9 +51,10 @@ class Shipper:
         """Send what is queued (within ``drain`` seconds), then stop."""
         if self._task is None:
             return
-        self._queue.put_nowait(None)
         try:
-            await asyncio.wait_for(asyncio.shield(self._task), drain)
+            async with asyncio.timeout(drain):
+                await self._queue.put(None)
+                await asyncio.shield(self._task)
         except TimeoutError:
             log.warning("log shipping: %d entries not sent at shutdown", self._queue.qsize())
             self._task.cancel()
@@ -74,6 +78,11 @@ class Shipper:
         file = f"{self._pod_logs_dir}/{ns}_{name}_{uid}/{container}/{attempt}.log"
 
         def on_line(stream: str, ts_ns: int, content: bytes) -> None:
+            if self._queue.full():
+                self.dropped += 1
+                if self.dropped in (1, 1000) or self.dropped % 100_000 == 0:
+                    log.warning("log shipping: buffer full, %d lines dropped", self.dropped)
+                return
             self._queue.put_nowait(
                 {
                     "timestamp": format_ns(ts_ns, fixed=True),
