@@ -293,6 +293,11 @@ class Skipper:
         self._remember(line)
         return True
 
+    def mark(self, line: Line) -> None:
+        """Count ``line`` as sent without sending it (it is deliberately left out)."""
+        if line.insert_id:
+            self.sent[line.insert_id] = line.timestamp_ns
+
     def forget_before(self, ns: int) -> None:
         self.remember_from_ns = max(self.remember_from_ns or ns, ns)
         self.sent = {k: t for k, t in self.sent.items() if t >= ns}
@@ -305,6 +310,13 @@ class Skipper:
 
 
 # -- the reader --------------------------------------------------------------------------
+
+
+@dataclass
+class _Floor:
+    """The earliest timestamp a follow's catch-up lists look at (raised as it learns)."""
+
+    ns: int
 
 
 def _retryable(err: BaseException) -> bool:
@@ -363,7 +375,7 @@ class CloudLogs:
                 retry=retry_if_exception(_retryable),
                 stop=stop_after_attempt(self.config.attempts)
                 | stop_after_delay(self.config.retry_max_seconds),
-                wait=wait_exponential_jitter(initial=0.2, max=10.0),
+                wait=wait_exponential_jitter(multiplier=0.2, max=10.0, jitter=0.2),
                 sleep=self.clock.sleep,
                 reraise=True,
             ):
@@ -568,13 +580,13 @@ class CloudLogs:
         pod_finished: Callable[[], bool],
     ) -> AsyncIterator[bytes]:
         margin = int(self.config.catch_up_margin * _NS)
-        catch_up_from = self._wall_ns() - margin
-        skipper = Skipper(resume, remember_from_ns=catch_up_from)
+        floor = _Floor(self._wall_ns() - margin)
+        skipper = Skipper(resume, remember_from_ns=floor.ns)
         queue: asyncio.Queue[list[Line] | BaseException] = asyncio.Queue()
         opened = asyncio.Event()
         loop = asyncio.get_running_loop()
         tailer = asyncio.create_task(
-            self._tail_into(filter_since, catch_up_from, queue, opened), name="cloud-logs-tail"
+            self._tail_into(filter_since, floor, queue, opened), name="cloud-logs-tail"
         )
         try:
             # The stream is open before the list runs: whatever lands in between comes
@@ -590,8 +602,30 @@ class CloudLogs:
                 queue.put_nowait(first)
             else:
                 getting.cancel()
-            async for chunk in self._read_once(filter_since(), tail, timestamps, budget, skipper):
-                yield chunk
+            if tail is None:
+                async for chunk in self._read_once(
+                    filter_since(), None, timestamps, budget, skipper
+                ):
+                    yield chunk
+                    if budget.spent:
+                        return
+            else:
+                # The newest line (even with tailLines=0) marks where "new" begins: a
+                # catch-up list never goes back before it, or it would undo the tail.
+                newest: list[Line] = []
+                async for page in self.list_lines(
+                    filter_since(), descending=True, limit=max(tail, 1)
+                ):
+                    newest.extend(page)
+                newest.reverse()
+                if newest:
+                    floor.ns = max(floor.ns, newest[-1].timestamp_ns)
+                shown = newest[len(newest) - tail :] if tail > 0 else []
+                for line in newest[: len(newest) - len(shown)]:
+                    skipper.mark(line)
+                chunk = self._emit(shown, timestamps, budget, skipper)
+                if chunk:
+                    yield chunk
                 if budget.spent:
                     return
             finished_at: float | None = None
@@ -603,7 +637,7 @@ class CloudLogs:
                 if settle_at is not None and loop.time() >= settle_at:
                     settle_at = None
                     async for chunk in self._catch_up(
-                        filter_since(catch_up_from), timestamps, budget, skipper
+                        filter_since(floor.ns), timestamps, budget, skipper
                     ):
                         yield chunk
                     if budget.spent:
@@ -638,7 +672,7 @@ class CloudLogs:
                     return
             if settle_at is not None:  # ended before the settling look: take it now
                 async for chunk in self._catch_up(
-                    filter_since(catch_up_from), timestamps, budget, skipper
+                    filter_since(floor.ns), timestamps, budget, skipper
                 ):
                     yield chunk
         finally:
@@ -659,7 +693,7 @@ class CloudLogs:
     async def _tail_into(
         self,
         filter_since: Callable[..., str],
-        catch_up_from: int,
+        floor: _Floor,
         queue: asyncio.Queue[list[Line] | BaseException],
         opened: asyncio.Event,
     ) -> None:
@@ -687,7 +721,7 @@ class CloudLogs:
                 )
                 opened.set()
                 if gap_from is not None:
-                    async for page in self.list_lines(filter_since(max(gap_from, catch_up_from))):
+                    async for page in self.list_lines(filter_since(max(gap_from, floor.ns))):
                         await queue.put(page)
                     gap_from = None
                 async for response in stream:
