@@ -568,3 +568,25 @@ async def test_without_a_serving_certificate_the_kubelet_signs_its_own(tmp_path:
             assert (resp.status, await resp.text()) == (200, "ok")
     finally:
         await vm.stop()
+
+
+async def test_active_deadline_fails_the_pod_and_kills_it(tmp_path: Path) -> None:
+    manifest = (
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: late}\nspec:\n  hostNetwork: true\n"
+        "  activeDeadlineSeconds: 1\n  containers:\n"
+        "  - {name: c, image: busybox, command: [/bin/sh, -c, 'echo up; sleep 600']}\n"
+    )
+    async with booted(tmp_path, {"late.yaml": manifest}) as (_vm, client):
+
+        async def failed() -> dict[str, Any] | None:
+            item = await pod_item(client, "late-standalone-node")
+            done = item and item["status"]["phase"] == "Failed"
+            return item["status"] if done else None
+
+        status = await _until(failed)
+        assert list(status)[:4] == ["phase", "conditions", "message", "reason"]
+        assert status["reason"] == "DeadlineExceeded"
+        assert status["message"] == "Pod was active on the node longer than the specified deadline"
+        term = status["containerStatuses"][0]["state"]["terminated"]
+        assert (term["exitCode"], term["reason"]) == (143, "Error")
+        assert [c["reason"] for c in status["conditions"] if c["type"] == "Ready"] == ["PodFailed"]

@@ -118,6 +118,8 @@ class PodWorker:
         self._conds = ConditionMemory()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._deadline: asyncio.Task[None] | None = None
+        self.failure: tuple[str, str] | None = None  # pod-level (reason, message)
         self.changed = asyncio.Event()
         self.status: dict[str, Any] = {"phase": "Pending"}
 
@@ -153,10 +155,40 @@ class PodWorker:
         self.start_time = self.host.clock.now()
         self.refresh()
         self._task = asyncio.create_task(self._run(), name=f"pod-worker-{self.name}")
+        deadline = self.pod["spec"].get("activeDeadlineSeconds")
+        if deadline is not None:
+            self._deadline = asyncio.create_task(
+                self._enforce_deadline(float(deadline)), name=f"pod-deadline-{self.name}"
+            )
+
+    async def _enforce_deadline(self, seconds: float) -> None:
+        """activeDeadlineSeconds: the kubelet fails the pod and kills its containers."""
+        await self.host.clock.sleep(seconds)
+        if self.status.get("phase") in ("Succeeded", "Failed"):
+            return
+        self.failure = (
+            "DeadlineExceeded",
+            "Pod was active on the node longer than the specified deadline",
+        )
+        await self._kill_all(None)
+        for view in [*self.init_views, *self.app_views]:
+            if view.state[0] == "running":
+                view.state = ("terminated", view.state[1])
+        self.refresh()
+        await self.host.clock.sleep(self.host.timings.sandbox_teardown)
+        self.sandbox_ready = False
+        self.refresh()
 
     async def stop(self, grace: float | None = None) -> None:
         """Kill the containers (SIGTERM, then SIGKILL after the grace period)."""
         self._stopping = True
+        if self._deadline is not None:
+            self._deadline.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._deadline
+        await self._kill_all(grace)
+
+    async def _kill_all(self, grace: float | None) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -443,6 +475,8 @@ class PodWorker:
         pod_phase = phase(spec, init, app)
         if previous in ("Succeeded", "Failed"):
             pod_phase = previous  # a terminal phase never changes back
+        if self.failure is not None:
+            pod_phase = "Failed"
         conds = conditions(
             pod_phase=pod_phase, sandbox_ready=self.sandbox_ready, init=init, app=app
         )
@@ -450,6 +484,9 @@ class PodWorker:
             "phase": pod_phase,
             "conditions": self._conds.render(conds, now),
         }
+        if self.failure is not None:
+            status["message"] = self.failure[1]
+            status["reason"] = self.failure[0]
         if self.start_time is not None:
             status["startTime"] = rfc3339(self.start_time)
         if init:
