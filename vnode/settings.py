@@ -427,6 +427,15 @@ class GCESettings:
     api_threads: int = 8
     """Threads for the synchronous Compute client (calls in flight at once)."""
 
+    logging_endpoint: str = ""
+    """Cloud Logging gRPC endpoint (``host:port``, plaintext) from which archived
+    container logs are read; empty: the real service with the default credentials.
+    ``vnode sandbox`` writes its emulator's as ``VNODE_LOGGING_ENDPOINT``."""
+
+    log_name: str = "vnode_containers"
+    """Cloud Logging log ID the VMs ship container lines to (``projects/<p>/logs/<id>``)
+    and vnode reads them back from."""
+
 
 _PROJECT = re.compile(r"^(?:[a-z][-a-z0-9.]*[a-z0-9]:)?[a-z][-a-z0-9]{4,28}[a-z0-9]$")
 _ZONE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
