@@ -2,9 +2,10 @@
 
 The emulators: the Kubernetes API server (left out with ``--no-kube``, to run vnode
 against a real cluster) and the cloud side, a Compute Engine API whose RUNNING
-instances boot simulated COS VMs from their metadata. ``sandbox.env`` points
-``vnode run --provider gce`` at them (``VNODE_COMPUTE_ENDPOINT``, ``VNODE_PROJECT``,
-``VNODE_ZONE``, ``VNODE_GCE_CA_DIR``).
+instances boot simulated COS VMs from their metadata, and a Cloud Logging service the
+VMs ship their container lines to. ``sandbox.env`` points ``vnode run --provider gce``
+at them (``VNODE_COMPUTE_ENDPOINT``, ``VNODE_PROJECT``, ``VNODE_ZONE``,
+``VNODE_GCE_CA_DIR``, ``VNODE_LOGGING_ENDPOINT``).
 
 When everything listens, the state directory holds ``kubeconfig`` (admin access),
 ``sandbox.env`` (``KEY=VALUE`` lines for ``set -a; . sandbox.env``) and, written last so
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from vnode.sandbox.compute import ComputeEmulator
 from vnode.sandbox.kubeapi.server import KubeAPI
+from vnode.sandbox.logging import LoggingEmulator
 from vnode.sandbox.vm import vm_factory
 
 SANDBOX_PROJECT = "vnode-sandbox"
@@ -46,9 +48,13 @@ class Sandbox:
         self.kubeapi: KubeAPI | None = (
             KubeAPI(state_dir / "kube", host=host, port=kube_port) if kube else None
         )
-        # The cloud side: Compute Engine, whose RUNNING instances boot simulated COS VMs.
+        # The cloud side: Compute Engine, whose RUNNING instances boot simulated COS VMs,
+        # which ship their container logs to Cloud Logging as the VM's fluent-bit would.
+        self.logging = LoggingEmulator(host=host)
         self.compute = ComputeEmulator(
-            state_dir / "compute", host=host, vm_factory=vm_factory(state_dir / "vms")
+            state_dir / "compute",
+            host=host,
+            vm_factory=vm_factory(state_dir / "vms", log_sink=self.logging.vm_sink()),
         )
 
     async def start(self) -> dict[str, str]:
@@ -67,6 +73,8 @@ class Sandbox:
             # The API server here lives on loopback, so a vnode run against it listens
             # there too (never on every interface of the machine).
             env["VNODE_KUBELET_ADDRESS"] = "127.0.0.1"
+        await self.logging.start()
+        env["VNODE_LOGGING_ENDPOINT"] = self.logging.endpoint
         await self.compute.start()
         env["VNODE_COMPUTE_ENDPOINT"] = self.compute.endpoint
         env["VNODE_PROJECT"] = SANDBOX_PROJECT
@@ -79,7 +87,8 @@ class Sandbox:
 
     async def stop(self) -> None:
         (self.state_dir / "ready").unlink(missing_ok=True)
-        await self.compute.stop()  # stops the VMs too
+        await self.compute.stop()  # stops the VMs too (they flush their logs first)
+        await self.logging.stop()
         if self.kubeapi is not None:
             await self.kubeapi.stop()
 

@@ -194,10 +194,13 @@ class LoggingEmulator:
         self, log_name: str = DEFAULT_LOG_NAME
     ) -> Callable[[dict[str, Any]], Awaitable[None]]:
         """The simulated VMs' ``log_sink``: each line becomes the entry vnode's
-        fluent-bit configuration would write (see :mod:`.fluentbit`)."""
+        fluent-bit configuration would write (see :mod:`.fluentbit`), in the log the
+        line names (``log_name``, when the VM read it from its fluent-bit config) or
+        else ``log_name``."""
 
         async def sink(line: dict[str, Any]) -> None:
-            self.write([entry_from_line(line, log_name)])
+            # A VM that says which log its fluent-bit writes to is believed.
+            self.write([entry_from_line(line, str(line.get("log_name") or log_name))])
 
         return sink
 
