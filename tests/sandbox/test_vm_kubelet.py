@@ -590,3 +590,47 @@ async def test_active_deadline_fails_the_pod_and_kills_it(tmp_path: Path) -> Non
         term = status["containerStatuses"][0]["state"]["terminated"]
         assert (term["exitCode"], term["reason"]) == (143, "Error")
         assert [c["reason"] for c in status["conditions"] if c["type"] == "Ready"] == ["PodFailed"]
+
+
+async def test_probes_hold_started_and_ready_and_liveness_restarts(tmp_path: Path) -> None:
+    flag = tmp_path / "ready-flag"
+    manifest = f"""apiVersion: v1
+kind: Pod
+metadata: {{name: probed}}
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox
+    command: [/bin/sh, -c, 'sleep 1; touch {flag}; sleep 600']
+    startupProbe: {{exec: {{command: [/bin/true]}}, periodSeconds: 1}}
+    readinessProbe: {{exec: {{command: [test, -f, '{flag}']}}, periodSeconds: 1}}
+  - name: doomed
+    image: busybox
+    command: [/bin/sh, -c, 'sleep 600']
+    livenessProbe: {{tcpSocket: {{port: 1}}, periodSeconds: 1, failureThreshold: 1}}
+"""
+    async with booted(tmp_path, {"probed.yaml": manifest}) as (_vm, client):
+        seen: list[tuple[bool, bool]] = []
+
+        async def app_ready_and_doomed_restarted() -> bool:
+            item = await pod_item(client, "probed-standalone-node")
+            if not item or "containerStatuses" not in item["status"]:
+                return False
+            by = {c["name"]: c for c in item["status"]["containerStatuses"]}
+            app = by["app"]
+            if "running" in app["state"]:
+                pair = (app["started"], app["ready"])
+                if not seen or seen[-1] != pair:
+                    seen.append(pair)
+            doomed = by["doomed"]
+            return app["ready"] and doomed["restartCount"] >= 1
+
+        await _until(app_ready_and_doomed_restarted, 30)
+        assert seen[-1] == (True, True)
+        assert (True, False) in seen  # running and started, not yet ready
+        item = await pod_item(client, "probed-standalone-node")
+        doomed = next(c for c in item["status"]["containerStatuses"] if c["name"] == "doomed")
+        last = doomed["lastState"]["terminated"]
+        assert (last["exitCode"], last["reason"]) == (143, "Error")

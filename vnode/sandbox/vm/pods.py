@@ -27,7 +27,7 @@ from typing import Any
 
 from vnode.clock import Clock, rfc3339
 from vnode.sandbox.kubeapi import quantity
-from vnode.sandbox.vm import runtime
+from vnode.sandbox.vm import probes, runtime
 from vnode.sandbox.vm.cloudinit import host_path
 from vnode.sandbox.vm.crilog import LineCallback
 from vnode.sandbox.vm.status import (
@@ -120,6 +120,7 @@ class PodWorker:
         self._stopping = False
         self._deadline: asyncio.Task[None] | None = None
         self.failure: tuple[str, str] | None = None  # pod-level (reason, message)
+        self._background: set[asyncio.Task[None]] = set()
         self.changed = asyncio.Event()
         self.status: dict[str, Any] = {"phase": "Pending"}
 
@@ -193,11 +194,17 @@ class PodWorker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        for view in [*self.init_views, *self.app_views]:
+            if view.probes is not None:
+                await view.probes.cancel()
+                view.probes = None
         period = float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
         if grace is not None:
             period = min(period, grace)
         running = [i for v in [*self.init_views, *self.app_views] for i in v.instances]
         await asyncio.gather(*(i.kill(period) for i in running if not i.done.is_set()))
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     def remove_logs(self) -> None:
         shutil.rmtree(self.log_dir, ignore_errors=True)
@@ -335,9 +342,12 @@ class PodWorker:
             else:
                 view.state = ("running", inst)
                 view.last = previous
+                view.probes = self._start_probes(view, inst, launch)
                 self.refresh()
                 began = clock.monotonic()
                 await inst.wait()
+                await view.probes.cancel()
+                view.probes = None
                 view.state = ("terminated", inst)
                 self.refresh()
                 if clock.monotonic() - began > 2 * t.backoff_max:
@@ -359,6 +369,32 @@ class PodWorker:
             self.refresh()
             await clock.sleep(max(0.0, exited + view.backoff - clock.monotonic()))
             view.backoff = min(view.backoff * 2, t.backoff_max)
+
+    def _start_probes(
+        self, view: ContainerView, inst: runtime.Instance, launch: runtime.Launch
+    ) -> probes.ProbeState:
+        grace = float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
+
+        def kill(why: str) -> None:
+            log.info(
+                "pod %s/%s: container %s failed its %s probe, killing it",
+                self.namespace,
+                self.name,
+                view.name,
+                why,
+            )
+            task = asyncio.create_task(inst.kill(grace), name=f"probe-kill-{inst.id[:12]}")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+        return probes.start(
+            view.spec,
+            env=launch.env,
+            host=self.host.host_ip,
+            clock=self.host.clock,
+            changed=self.refresh,
+            kill=kill,
+        )
 
     def _link(self, view: ContainerView, inst: runtime.Instance) -> None:
         """/var/log/containers/<pod>_<ns>_<container>-<id>.log, relative to stay in the VM."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from vnode.clock import rfc3339
 from vnode.sandbox.kubeapi import quantity
+from vnode.sandbox.vm.probes import ProbeState
 from vnode.sandbox.vm.runtime import EPOCH, Instance, image_id
 
 CONDITIONS = [
@@ -38,6 +39,7 @@ class ContainerView:
     instances: list[Instance] = field(default_factory=list)
     restart_count: int = 0
     backoff: float | None = None
+    probes: ProbeState | None = None
 
     @property
     def name(self) -> str:
@@ -87,8 +89,12 @@ def container_status(view: ContainerView) -> dict[str, Any]:
     else:
         state = {"terminated": _terminated(view.state[1])}
     running = kind == "running"
+    probes = view.probes
+    # A startup probe holds "started" back; a readiness probe holds "ready" back.
+    started = running and (probes is None or probes.started is not False)
+    probed_ready = started and (probes is None or probes.ready is not False)
     # A finished init container counts as ready; an app container only while it runs.
-    ready = (kind == "terminated" and view.state[1].exit_code == 0) if view.init else running
+    ready = (kind == "terminated" and view.state[1].exit_code == 0) if view.init else probed_ready
     current = view.current
     image = str(view.spec.get("image", ""))
     out: dict[str, Any] = {
@@ -102,7 +108,7 @@ def container_status(view: ContainerView) -> dict[str, Any]:
     }
     if current is not None:
         out["containerID"] = current.container_id
-    out["started"] = running
+    out["started"] = started
     if current is not None:
         out["resources"] = _resources(view.spec)
     mounts = []
