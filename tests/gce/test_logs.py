@@ -14,6 +14,7 @@ from vnode.gce.logs import (
     ByteBudget,
     ContainerLogsUnavailable,
     Line,
+    LiveTracker,
     ResumePoint,
     Skipper,
     format_line,
@@ -136,3 +137,40 @@ def test_skipper_resumes_after_lines_sharing_a_timestamp() -> None:
     skip.forget_before(101)
     assert set(skip.sent) == {"e"}
     assert not skip.admit(Line(101, "e", ""))
+
+
+def test_live_tracker_strips_prefixes_and_knows_where_it_got_to() -> None:
+    tracker = LiveTracker(timestamps=False)
+    stream = (
+        b"2026-11-23T20:02:08.835003265Z one\n2026-11-23T20:02:08.8350032"
+        b"65Z two\n2026-11-23T20:02:09.000000000Z thr"
+    )
+    assert tracker.feed(stream[:40]) == b"one\n"
+    assert tracker.resume_point == ResumePoint(1_795_464_128_835_003_265, 1)
+    assert tracker.feed(stream[40:]) == b"two\n"
+    assert tracker.resume_point == ResumePoint(1_795_464_128_835_003_265, 2)  # same instant
+    assert tracker.end() == b"thr"  # the last line, without a newline
+    assert tracker.resume_point == ResumePoint(1_795_464_129_000_000_000, 1)
+    assert tracker.forwarded == len(b"one\ntwo\nthr")
+
+
+def test_live_tracker_keeps_prefixes_when_asked_and_passes_other_text() -> None:
+    tracker = LiveTracker(timestamps=True)
+    line = b"2026-11-23T20:02:08.835003265Z one\n"
+    assert tracker.feed(line + b"unable to retrieve container logs\n") == (
+        line + b"unable to retrieve container logs\n"
+    )
+    assert tracker.resume_point == ResumePoint(1_795_464_128_835_003_265, 1)
+    live = LiveTracker.live_options(LogOptions("c", limit_bytes=5, follow=True))
+    assert (live.timestamps, live.limit_bytes, live.follow) == (True, None, True)
+
+
+def test_parse_timestamp_ns_inverts_the_format() -> None:
+    from vnode.gce.logfilter import parse_timestamp_ns, timestamp_ns
+
+    ns = 1_795_464_124_819_373_760
+    assert parse_timestamp_ns(timestamp_ns(ns)) == ns
+    assert parse_timestamp_ns("2026-11-23T20:02:04.81937376Z") == ns  # trimmed zeros
+    assert parse_timestamp_ns("2026-11-23T21:02:04.81937376+01:00") == ns
+    with pytest.raises(ValueError, match="RFC 3339"):
+        parse_timestamp_ns("yesterday")

@@ -358,3 +358,34 @@ async def test_follow_with_tail_zero_shows_only_new_lines(emulator: LoggingEmula
         assert emulator.counters.list_calls >= 2  # the settling list ran, and added nothing
     finally:
         await reader.close()
+
+
+async def test_live_stream_handed_over_to_cloud_logging_loses_and_repeats_nothing(
+    emulator: LoggingEmulator, reader: CloudLogs
+) -> None:
+    t0 = now_ns()
+    stamps = [t0, t0 + 1, t0 + 1, t0 + 2, t0 + 3]  # two lines share an instant
+    texts = ["l0", "l1", "l2", "l3", "l4"]
+    for text, ts in zip(texts, stamps, strict=True):
+        write_lines(emulator, [text], start_ns=ts)
+    full = b"".join(t.encode() + b"\n" for t in texts)
+    # The VM's kubelet sent three lines (with timestamps, as live_options asks) and broke.
+    from vnode.gce.logfilter import timestamp_ns
+    from vnode.gce.logs import LiveTracker
+
+    live = b"".join(
+        timestamp_ns(ts).encode() + b" " + t.encode() + b"\n"
+        for t, ts in zip(texts[:3], stamps[:3], strict=True)
+    )
+    tracker = LiveTracker(timestamps=False)
+    sent = tracker.feed(live[:25]) + tracker.feed(live[25:])
+    finished = Finished()
+    finished.value = True
+    rest = reader.read_logs(
+        pod(),  # type: ignore[arg-type]
+        LogOptions("main", follow=True),
+        pod_finished=finished,
+        resume_after=tracker.resume_point,
+    )
+    sent += b"".join([c async for c in rest])
+    assert sent == full

@@ -29,7 +29,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import grpc
@@ -307,6 +307,63 @@ class Skipper:
             return
         if line.timestamp_ns >= self.remember_from_ns:
             self.sent[line.insert_id] = line.timestamp_ns
+
+
+class LiveTracker:
+    """Passes on a VM kubelet's live log stream and remembers where it got to.
+
+    The live stream is requested with ``timestamps=true`` and no ``limitBytes``
+    (:meth:`live_options`); :meth:`feed` strips the prefixes again unless the caller
+    asked for them, and keeps the last line's timestamp. If the stream breaks because
+    the VM went away, :attr:`resume_point` and :attr:`forwarded` say how Cloud Logging
+    continues it: ``read_logs(..., resume_after=tracker.resume_point)`` with
+    ``limit_bytes`` reduced by ``forwarded``.
+    """
+
+    def __init__(self, *, timestamps: bool) -> None:
+        self.timestamps = timestamps
+        self.resume_point: ResumePoint | None = None
+        self.forwarded = 0
+        self._pending = b""
+
+    @staticmethod
+    def live_options(options: LogOptions) -> LogOptions:
+        return replace(options, timestamps=True, limit_bytes=None)
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The bytes to send on for ``chunk`` (whole lines; a partial one waits)."""
+        data = self._pending + chunk
+        cut = data.rfind(b"\n") + 1
+        self._pending = data[cut:]
+        return self._lines(data[:cut])
+
+    def end(self) -> bytes:
+        """What is left when the stream ends: a last line without a newline."""
+        rest, self._pending = self._pending, b""
+        return self._lines(rest)
+
+    def _lines(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        out = []
+        for raw in data.splitlines(keepends=True):
+            stamp, sep, rest = raw.partition(b" ")
+            try:
+                ns = logfilter.parse_timestamp_ns(stamp.decode()) if sep else None
+            except (UnicodeDecodeError, ValueError):
+                ns = None
+            if ns is None:  # not a line of ours (an error text ending the body): as is
+                out.append(raw)
+                continue
+            point = self.resume_point
+            if point is not None and point.timestamp_ns == ns:
+                self.resume_point = ResumePoint(ns, point.lines_at_timestamp + 1)
+            else:
+                self.resume_point = ResumePoint(ns)
+            out.append(raw if self.timestamps else rest)
+        text = b"".join(out)
+        self.forwarded += len(text)
+        return text
 
 
 # -- the reader --------------------------------------------------------------------------
