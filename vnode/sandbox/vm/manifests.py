@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +91,3 @@ class ManifestFolder:
         added = [m for k, m in found.items() if self.current.get(k) is not m]
         self.current = found
         return added, removed
-
-
-OnChange = Callable[[list[Manifest], list[Manifest]], None]

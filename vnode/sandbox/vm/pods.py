@@ -112,16 +112,12 @@ class PodWorker:
         for v in [*self.init_views, *self.app_views]:
             v.state = ("waiting", first, None)
         self.sandbox_ready = False
-        self.started = False
-        self.terminal = False
         self.start_time: dt.datetime | None = None
         self._conds = ConditionMemory()
         self._task: asyncio.Task[None] | None = None
-        self._stopping = False
         self._deadline: asyncio.Task[None] | None = None
         self.failure: tuple[str, str] | None = None  # pod-level (reason, message)
         self._background: set[asyncio.Task[None]] = set()
-        self.changed = asyncio.Event()
         self.status: dict[str, Any] = {"phase": "Pending"}
 
     # -- names and paths ------------------------------------------------------------
@@ -182,7 +178,6 @@ class PodWorker:
 
     async def stop(self, grace: float | None = None) -> None:
         """Kill the containers (SIGTERM, then SIGKILL after the grace period)."""
-        self._stopping = True
         if self._deadline is not None:
             self._deadline.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -262,7 +257,6 @@ class PodWorker:
     async def _finish(self) -> None:
         if self.status.get("phase") not in ("Succeeded", "Failed"):
             return
-        self.terminal = True
         await self.host.clock.sleep(self.host.timings.sandbox_teardown)
         self.sandbox_ready = False
         self.refresh()
@@ -530,5 +524,3 @@ class PodWorker:
         status["containerStatuses"] = app
         status["qosClass"] = qos_class(spec)
         self.status = status
-        self.changed.set()
-        self.changed = asyncio.Event()

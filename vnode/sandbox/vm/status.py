@@ -18,14 +18,6 @@ from vnode.sandbox.kubeapi import quantity
 from vnode.sandbox.vm.probes import ProbeState
 from vnode.sandbox.vm.runtime import EPOCH, Instance, image_id
 
-CONDITIONS = [
-    "PodReadyToStartContainers",
-    "Initialized",
-    "Ready",
-    "ContainersReady",
-    "PodScheduled",
-]
-
 
 @dataclass
 class ContainerView:
