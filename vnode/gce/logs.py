@@ -772,6 +772,7 @@ class CloudLogs:
                 yield request
                 await hold.wait()  # keep our side open while we read
 
+            opened_at = asyncio.get_running_loop().time()
             try:
                 stream = await self._get_client().tail_log_entries(
                     requests=requests(), retry=None, timeout=self.config.tail_session
@@ -795,7 +796,10 @@ class CloudLogs:
                 if not (_retryable(err) or isinstance(err, Retryable)):
                     await queue.put(LogReadError(f"Cloud Logging entries.tail: {err}"))
                     return
-                failures += 1
+                # A stream that ran a while and then ended (the service's session
+                # limit) is not a run of failures.
+                long_lived = asyncio.get_running_loop().time() - opened_at > 60.0
+                failures = 1 if long_lived else failures + 1
                 if failures >= self.config.attempts:
                     await queue.put(Retryable(f"Cloud Logging entries.tail: {err}"))
                     return

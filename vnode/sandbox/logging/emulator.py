@@ -392,7 +392,7 @@ class LoggingEmulator:
         seen = self._store.last_seq
         pending = [
             s
-            for s in self._store.received_since(0)[-1000:]
+            for s in self._store.received_since(max(0, seen - 1000))
             if not self._visible(s, start) and matches(s, projects, pred)
         ]
         while True:
