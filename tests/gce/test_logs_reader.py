@@ -389,3 +389,24 @@ async def test_live_stream_handed_over_to_cloud_logging_loses_and_repeats_nothin
     )
     sent += b"".join([c async for c in rest])
     assert sent == full
+
+
+async def test_follow_of_an_ended_run_ends_though_the_pod_runs_on(
+    emulator: LoggingEmulator, reader: CloudLogs
+) -> None:
+    t0 = now_ns()
+    write_lines(emulator, ["attempt 1"], restart=1, start_ns=t0)
+    just_now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    backoff = pod(
+        restarts=1,
+        state={"waiting": {"reason": "CrashLoopBackOff"}},
+        last={"exitCode": 1, "reason": "Error", "finishedAt": just_now},
+    )
+    never = Finished()  # the pod keeps running: the crash loop goes on
+    stream = reader.read_logs(backoff, LogOptions("main", follow=True), pod_finished=never)  # type: ignore[arg-type]
+    out = await asyncio.wait_for(collect_all(stream), 20)
+    assert out == b"attempt 1\n"
+
+
+async def collect_all(stream: AsyncIterator[bytes]) -> bytes:
+    return b"".join([c async for c in stream])

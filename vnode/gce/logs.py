@@ -196,6 +196,10 @@ def _time(value: Any) -> dt.datetime | None:
         return None
 
 
+def _always() -> bool:
+    return True
+
+
 # -- formatting ------------------------------------------------------------------------
 
 
@@ -576,7 +580,9 @@ class CloudLogs:
             timestamps=options.timestamps,
             budget=budget,
             resume=resume_after,
-            pod_finished=pod_finished,
+            # A run that already ended writes nothing more, whatever the pod does next
+            # (a crash loop starts a new run with its own log).
+            pod_finished=pod_finished if instance.running else _always,
         ):
             yield chunk
 
