@@ -410,3 +410,18 @@ async def test_follow_of_an_ended_run_ends_though_the_pod_runs_on(
 
 async def collect_all(stream: AsyncIterator[bytes]) -> bytes:
     return b"".join([c async for c in stream])
+
+
+async def test_missing_credentials_are_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import google.auth
+    from google.auth import exceptions as auth_exceptions
+
+    def no_credentials(*_: Any, **__: Any) -> Any:
+        raise auth_exceptions.DefaultCredentialsError("none found")
+
+    # Looking for real credentials could reach past loopback (the metadata server).
+    monkeypatch.setattr(google.auth, "default", no_credentials)
+    reader = CloudLogs(CloudLogsConfig(project=PROJECT))
+    with pytest.raises(LogReadError, match="no credentials"):
+        await read(reader, pod())
+    await reader.close()

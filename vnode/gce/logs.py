@@ -421,13 +421,24 @@ class CloudLogs:
                 )
                 self._client = LoggingServiceV2AsyncClient(transport=transport)
             else:
-                self._client = LoggingServiceV2AsyncClient()
+                from google.auth import exceptions as auth_exceptions
+
+                try:
+                    self._client = LoggingServiceV2AsyncClient()
+                except auth_exceptions.DefaultCredentialsError as err:
+                    raise LogReadError(
+                        f"Cloud Logging: no credentials to read logs with ({err}); give vnode "
+                        "Application Default Credentials, or a --logging-endpoint"
+                    ) from err
         return self._client
 
     async def close(self) -> None:
+        """Close the connection (a later read opens a new one)."""
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
+        elif self._client is not None and hasattr(self._client, "transport"):
+            await self._client.transport.close()
         self._client = None
 
     async def _retry(self, what: str, call: Callable[[], Any]) -> Any:
