@@ -30,7 +30,7 @@ from aiohttp import web
 
 from vnode.certs import self_signed_server
 from vnode.clock import Clock, SystemClock
-from vnode.sandbox.vm import bootconfig, cloudinit
+from vnode.sandbox.vm import bootconfig, cloudinit, units
 from vnode.sandbox.vm.api import KubeletAPI, tls_context
 from vnode.sandbox.vm.bootconfig import KubeletBootError, KubeletSetup
 from vnode.sandbox.vm.cloudinit import CloudConfigError, host_path
@@ -123,6 +123,10 @@ class SimulatedVM:
         config = cloudinit.parse(user_data)
         cloudinit.apply_write_files(self.root, config)
         setup = bootconfig.load(self.root, config, self.name, allow_webhook=self.allow_webhook)
+        started = await units.start_dependencies(
+            self.root, bootconfig.started_units(config), setup.unit, self.internal_ip, self.name
+        )
+        log_name = units.fluent_bit_log_name(self.root, started)
         if setup.address not in ("0.0.0.0", "::", "", self.internal_ip):
             raise KubeletBootError(
                 f"kubelet listens on {setup.address}, which is not reachable on the "
@@ -150,10 +154,8 @@ class SimulatedVM:
             cpu_count=os.cpu_count() or 1,
             memory_bytes=8 << 30,
         )
-        if (
-            self.log_sink is not None
-            and self.metadata.get("google-logging-enabled", "").lower() == "true"
-        ):
+        logging_on = self.metadata.get("google-logging-enabled", "").lower() == "true"
+        if self.log_sink is not None and (logging_on or log_name is not None):
             self._shipper = Shipper(
                 self.log_sink,
                 {
@@ -162,6 +164,8 @@ class SimulatedVM:
                     "zone": self.zone,
                     "project": _project(self.instance),
                     "instance_labels": dict(self.instance.get("labels") or {}),
+                    "node_name": setup.node_name,
+                    **({"log_name": log_name} if log_name else {}),
                 },
                 setup.pod_logs_dir,
             )

@@ -26,7 +26,9 @@ LogEntry = dict[str, Any]
 ``pod_name`` (the static pod's name, ``<pod>-<node>``), ``pod_uid`` (the static pod's
 UID), ``container_name``, ``restart_count``, ``file`` (the CRI file's
 path on the VM), ``instance_id``, ``instance_name``, ``zone``, ``project``,
-``instance_labels`` (the instance's GCE labels, e.g. ``vnode-pod-uid``)."""
+``instance_labels`` (the instance's GCE labels, e.g. ``vnode-pod-uid``), ``node_name``
+(the kubelet's node name) and, when the VM runs a fluent-bit with a tail input,
+``log_name`` (that input's Tag: the log the lines go to)."""
 
 LogSink = Callable[[LogEntry], Awaitable[None]]
 QUEUE_LIMIT = 50_000
