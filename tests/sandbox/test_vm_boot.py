@@ -192,3 +192,49 @@ def test_backoff_message_durations_print_like_go() -> None:
     assert go_duration(160) == "2m40s"
     assert go_duration(300) == "5m0s"
     assert go_duration(0.5) == "500ms"
+
+
+async def test_units_start_dependencies_first_and_a_failed_requirement_stops_the_kubelet(
+    tmp_path: Path,
+) -> None:
+    from vnode.sandbox.vm import units
+
+    script = '#!/bin/sh\nmkdir -p "$2"\necho "$VNODE_HOST_IP" > "$2/ip"\ncat "$1" >> "$2/ip"\n'
+    text = "#cloud-config\n" + yaml.safe_dump(
+        {
+            "write_files": [
+                {"path": "/etc/vnode/step.sh", "permissions": "0755", "content": script},
+                {"path": "/etc/vnode/in", "content": "staged\n"},
+                {
+                    "path": "/etc/systemd/system/prep.service",
+                    "content": "[Unit]\nWants=net.service\n[Service]\nType=oneshot\n"
+                    "ExecStart=/etc/vnode/step.sh /etc/vnode/in /etc/out\n"
+                    "ExecStart=/bin/sh -c 'iptables -A INPUT -j ACCEPT'\n"
+                    "ExecStart=/etc/vnode/step.sh https://example.com/x /etc/never\n",
+                },
+                {
+                    "path": "/etc/systemd/system/broken.service",
+                    "content": "[Service]\nType=oneshot\nExecStart=/etc/vnode/in\n",
+                },
+                {
+                    "path": "/etc/systemd/system/k.service",
+                    "content": "[Unit]\nRequires=containerd.service prep.service\n"
+                    "[Service]\nExecStart=/usr/bin/kubelet\n",
+                },
+            ],
+            "runcmd": [["systemctl", "start", "--no-block", "k.service"]],
+        }
+    )
+    config = cloudinit.parse(text)
+    cloudinit.apply_write_files(tmp_path, config)
+    started = bootconfig.started_units(config)
+    assert started == ["k.service"]
+    order = await units.start_dependencies(tmp_path, started, "k.service", "127.9.9.9", "vm")
+    assert [u.name for u in order] == ["prep.service", "k.service"]
+    assert (tmp_path / "etc/out/ip").read_text() == "127.9.9.9\nstaged\n"
+    assert not (tmp_path / "etc/never").exists()
+    # A required unit whose command fails: the kubelet's dependency failed.
+    k = tmp_path / "etc/systemd/system/k.service"
+    k.write_text(k.read_text().replace("prep.service", "broken.service"))
+    with pytest.raises(KubeletBootError, match=r"dependency failed for k\.service"):
+        await units.start_dependencies(tmp_path, started, "k.service", "127.9.9.9", "vm")

@@ -2,7 +2,8 @@
 
 It boots as the real VM does, from the instance's own metadata: cloud-init applies the
 ``user-data`` cloud-config into the VM's root directory (``<root>/<instance name>``),
-the boot starts the systemd units ``bootcmd``/``runcmd`` name, and if one of them runs a
+the boot starts the systemd units ``bootcmd``/``runcmd`` name (their dependencies first,
+running the boot scripts cloud-init wrote; see :mod:`.units`), and if one of them runs a
 kubelet, that kubelet comes up with the flags and the configuration file it was given:
 static pods from ``staticPodPath``, the kubelet API on the instance's internal IP with
 the configured serving certificate, client CA and authentication. A boot that would

@@ -104,16 +104,20 @@ async def run_command(root: Path, line: str, host_ip: str, hostname: str) -> boo
             "HOME": str(root),
             "VNODE_HOST_IP": host_ip,
         }
-        proc = await asyncio.create_subprocess_exec(
-            str(program),
-            *mapped,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            cwd=str(root),
-            env=env,
-            start_new_session=True,
-        )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                str(program),
+                *mapped,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                cwd=str(root),
+                env=env,
+                start_new_session=True,
+            )
+        except OSError as e:
+            log.warning("boot: %s cannot run: %s", argv[0], e.strerror or e)
+            return False
         try:
             async with asyncio.timeout(SCRIPT_TIMEOUT):
                 out, _ = await proc.communicate()
