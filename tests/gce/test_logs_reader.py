@@ -251,7 +251,7 @@ async def test_follow_starts_before_any_line_and_ends_when_finished(
     out: list[bytes] = []
     stream = reader.read_logs(pod(), LogOptions("main", follow=True), pod_finished=finished)  # type: ignore[arg-type]
     task = asyncio.create_task(collect(stream, out))
-    await until(lambda: emulator.counters.by_method.get("TailLogEntries"), what="tail open")
+    await until(lambda: emulator.counters.tail_sessions, what="tail open")
     await until(lambda: emulator.counters.list_calls, what="initial list")
     write_lines(emulator, ["first"], start_ns=t0)
     await until(lambda: b"".join(out) == b"first\n", what="first line")

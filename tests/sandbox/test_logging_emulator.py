@@ -243,8 +243,7 @@ async def test_tail_streams_new_matching_entries(emulator: LoggingEmulator, clie
         )
     )
     try:
-        await until(lambda: emulator.counters.by_method.get("TailLogEntries"), 10)
-        # The session may still be settling: write until the first line comes through.
+        await until(lambda: emulator.counters.tail_sessions, 10)
         write_lines(emulator, ["n1"], start_ns=BASE_NS + 1)
         await until(lambda: got, 10)
         write_lines(emulator, ["n2", "n3"], start_ns=BASE_NS + 2)
@@ -265,7 +264,7 @@ async def test_tail_respects_ingestion_delay_and_orders_within_the_window() -> N
     got: list[str] = []
     task = asyncio.create_task(tail(client, got, {"buffer_window": {"seconds": 1}}))
     try:
-        await until(lambda: em.counters.by_method.get("TailLogEntries"), 10)
+        await until(lambda: em.counters.tail_sessions, 10)
         await until(lambda: clock.sleepers, 10)  # the session is waiting
         em.ingestion_delay = 2.0
         write_lines(em, ["second"], start_ns=BASE_NS + 2)
@@ -346,7 +345,7 @@ async def test_stop_ends_tail_streams(client: Any) -> None:
     c, channel = client_for(em.endpoint)
     task = asyncio.create_task(tail(c, [], {}))
     try:
-        await until(lambda: em.counters.by_method.get("TailLogEntries"), 10)
+        await until(lambda: em.counters.tail_sessions, 10)
         await em.stop()
         with pytest.raises(exceptions.GoogleAPICallError):
             await asyncio.wait_for(task, 10)
@@ -361,3 +360,32 @@ def test_receive_timestamp_comes_from_the_clock() -> None:
     write_lines(em, ["x"])
     (entry,) = em.entries()
     assert entry.receive_timestamp.ToDatetime(dt.UTC) == clock.now()
+
+
+async def test_dry_run_writes_nothing(emulator: LoggingEmulator, client: Any) -> None:
+    request = {
+        "log_name": LOG,
+        "resource": {"type": "gce_instance"},
+        "entries": [{"text_payload": "x"}],
+        "dry_run": True,
+    }
+    await client.write_log_entries(request=request, timeout=10)
+    assert emulator.entries() == []
+    with pytest.raises(exceptions.InvalidArgument):
+        await client.write_log_entries(request={**request, "log_name": "bad"}, timeout=10)
+
+
+async def test_writes_from_another_thread_reach_tails(
+    emulator: LoggingEmulator, client: Any
+) -> None:
+    got: list[str] = []
+    task = asyncio.create_task(tail(client, got, {"buffer_window": {"seconds": 0}}))
+    try:
+        await until(lambda: emulator.counters.tail_sessions, 10)
+        await asyncio.to_thread(write_lines, emulator, ["from a thread"])
+        await until(lambda: got, 10)
+        assert got == ["from a thread"]
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

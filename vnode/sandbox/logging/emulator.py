@@ -131,6 +131,7 @@ class LoggingEmulator:
         self._store = EntryStore()
         self._faults: dict[str, list[tuple[grpc.StatusCode, str]]] = {}
         self._server: grpc.aio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     @property
@@ -160,6 +161,7 @@ class LoggingEmulator:
         self.port = server.add_insecure_port(f"{self.host}:{self.port}")
         await server.start()
         self._server = server
+        self._loop = asyncio.get_running_loop()
         log.info("logging emulator listening on %s", self.endpoint)
 
     async def stop(self) -> None:
@@ -184,11 +186,23 @@ class LoggingEmulator:
 
         Each item is a ``LogEntry`` protobuf message (raw or proto-plus) or a dict in
         the API's JSON form (``{"logName": ..., "textPayload": ..., "timestamp": ...}``).
+        Safe to call from another thread than the emulator's.
         """
-        ids = []
-        for item in entries:
-            ids.append(self._store_entry(self._to_pb(item), None, None, None))
+        ids = [self._store_entry(self._to_pb(item), None, None, None) for item in entries]
+        self._notify()
         return ids
+
+    def _notify(self) -> None:
+        """Wake the tails, from whichever thread wrote (a VM may ship from another loop)."""
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop or loop.is_closed():
+            self._store.notify()
+        else:
+            loop.call_soon_threadsafe(self._store.notify)
 
     def vm_sink(
         self, log_name: str = DEFAULT_LOG_NAME
@@ -246,7 +260,7 @@ class LoggingEmulator:
         if not stored.insert_id:
             stored.insert_id = uuid.uuid4().hex[:16]
         ts = stored.timestamp.seconds * 1_000_000_000 + stored.timestamp.nanos
-        key: Key = (ts, self._store.next_seq())
+        key: Key = (ts, 0)  # the store numbers arrivals
         self._store.add(
             Stored(
                 key=key,
@@ -276,8 +290,14 @@ class LoggingEmulator:
             if not request.entries:
                 raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "entries must not be empty")
             resource = request.resource if request.HasField("resource") else None
+            if request.dry_run:  # validated like a write, stored nowhere
+                scratch = LoggingEmulator(clock=self.clock)
+                for entry in request.entries:
+                    scratch._store_entry(entry, request.log_name, resource, dict(request.labels))
+                return _WriteResponse()
             for entry in request.entries:
                 self._store_entry(entry, request.log_name, resource, dict(request.labels))
+            self._notify()
         except _Abort as err:
             await context.abort(err.code, err.message)
         return _WriteResponse()
@@ -321,21 +341,22 @@ class LoggingEmulator:
         scanned = 0
         last: Key | None = None
         more = False
-        for stored in self._store.walk(descending=descending, after=after):
-            if not self._visible(stored, now):
-                continue
-            if self.scan_limit is not None and scanned >= self.scan_limit:
-                more = last is not None
-                break
-            scanned += 1
-            if not matches(stored, projects, pred):
+        with self._store.lock:
+            for stored in self._store.walk(descending=descending, after=after):
+                if not self._visible(stored, now):
+                    continue
+                if self.scan_limit is not None and scanned >= self.scan_limit:
+                    more = last is not None
+                    break
+                scanned += 1
+                if not matches(stored, projects, pred):
+                    last = stored.key
+                    continue
+                if len(found) == size:
+                    more = True  # one more match exists beyond this page
+                    break
+                found.append(stored)
                 last = stored.key
-                continue
-            if len(found) == size:
-                more = True  # one more match exists beyond this page
-                break
-            found.append(stored)
-            last = stored.key
         self.counters.list_calls += 1
         self.counters.listed += len(found)
         response = _ListResponse()
@@ -395,6 +416,7 @@ class LoggingEmulator:
             for s in self._store.received_since(max(0, seen - 1000))
             if not self._visible(s, start) and matches(s, projects, pred)
         ]
+        self.counters.tail_sessions += 1
         while True:
             changed = self._store.changed
             fresh = self._store.received_since(seen)

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import bisect
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,8 @@ class Counters:
     tailed: int = 0
     """Entries sent on TailLogEntries streams."""
     written: int = 0
+    tail_sessions: int = 0
+    """Tail streams that started watching (entries written after this count are theirs)."""
     by_method: dict[str, int] = field(default_factory=dict)
 
 
@@ -53,22 +56,26 @@ class EntryStore:
         self._keys: list[Key] = []
         self._entries: list[Stored] = []
         self._arrivals: list[Stored] = []  # arrival order: entry n has sequence number n + 1
+        self.lock = threading.Lock()
+        """Held while adding and while one list call walks (writers may be threads)."""
         self.changed = asyncio.Event()
-        """Set (and replaced) on every write, to wake the tail streams."""
+        """Set (and replaced) by :meth:`notify` after writes, to wake the tail streams."""
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def next_seq(self) -> int:
-        """The sequence number of the next :meth:`add` (call right before it)."""
-        return len(self._arrivals) + 1
-
     def add(self, stored: Stored) -> None:
+        """Store ``stored``; its key's sequence number is assigned here."""
         # Entries mostly arrive in timestamp order: the insort is then an append.
-        i = bisect.bisect_right(self._keys, stored.key)
-        self._keys.insert(i, stored.key)
-        self._entries.insert(i, stored)
-        self._arrivals.append(stored)
+        with self.lock:
+            stored.key = (stored.key[0], len(self._arrivals) + 1)
+            i = bisect.bisect_right(self._keys, stored.key)
+            self._keys.insert(i, stored.key)
+            self._entries.insert(i, stored)
+            self._arrivals.append(stored)
+
+    def notify(self) -> None:
+        """Wake the tail streams (on the loop they wait on)."""
         event, self.changed = self.changed, asyncio.Event()
         event.set()
 
