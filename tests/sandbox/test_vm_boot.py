@@ -238,3 +238,31 @@ async def test_units_start_dependencies_first_and_a_failed_requirement_stops_the
     k.write_text(k.read_text().replace("prep.service", "broken.service"))
     with pytest.raises(KubeletBootError, match=r"dependency failed for k\.service"):
         await units.start_dependencies(tmp_path, started, "k.service", "127.9.9.9", "vm")
+
+
+def test_resources_default_requests_from_limits_and_print_as_quantities() -> None:
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "r"},
+        "spec": {
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "busybox",
+                    "command": ["true"],
+                    "resources": {"limits": {"memory": "1Gi", "cpu": 2}, "requests": {"cpu": 0.5}},
+                }
+            ]
+        },
+    }
+    seen = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    pod = static_pod(doc, node_name="n", source="/m/r.yaml", seen=seen)
+    c = pod["spec"]["containers"][0]
+    assert c["resources"] == {
+        "limits": {"cpu": "2", "memory": "1Gi"},
+        "requests": {"cpu": "500m", "memory": "1Gi"},
+    }
+    assert c["imagePullPolicy"] == "Always"  # no tag means :latest
+    assert pod["spec"]["restartPolicy"] == "Always"
+    assert pod["metadata"]["namespace"] == "default"

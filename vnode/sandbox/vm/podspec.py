@@ -77,6 +77,15 @@ def ordered(obj: dict[str, Any], order: list[str]) -> dict[str, Any]:
     return out
 
 
+def _quantity(v: Any) -> Any:
+    """A YAML number in resources becomes the quantity string Go's encoder writes."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return v
+    if float(v).is_integer():
+        return str(int(v))
+    return f"{round(v * 1000)}m"
+
+
 def _sorted_map(m: Any) -> Any:
     return {k: m[k] for k in sorted(m)} if isinstance(m, dict) else m
 
@@ -113,6 +122,10 @@ def _default_container(c: dict[str, Any], host_network: bool) -> dict[str, Any]:
         for k, v in limits.items():
             requests.setdefault(k, v)
         res["requests"] = requests
+    res = {
+        k: {q: _quantity(x) for q, x in v.items()} if isinstance(v, dict) else v
+        for k, v in res.items()
+    }
     c["resources"] = ordered({k: _sorted_map(v) for k, v in res.items()}, RESOURCES)
     if "ports" in c:
         ports = []
