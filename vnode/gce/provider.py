@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from vnode.clock import Clock, SystemClock
-from vnode.errors import InvalidPod, NotFound, PodTooLarge, QuotaExceeded, VnodeError
+from vnode.errors import InvalidPod, NotFound, QuotaExceeded, VnodeError
 from vnode.gce import naming
 from vnode.gce import status as st
 from vnode.gce.bootstrap import BootstrapOptions, render
@@ -181,14 +181,14 @@ class GCEProvider:
             )
         static = None
         refusals: list[str] = []
-        too_large: VnodeError | None = None
+        unfit: VnodeError | None = None
         for zone in self.settings.zones:
             try:
                 choice = choose_machine(
                     pod, await self.catalogue.get(zone), self.settings, zone=zone
                 )
-            except PodTooLarge as e:
-                too_large = e
+            except InvalidPod as e:  # too large here, or no such machine type here
+                unfit = unfit or e
                 continue
             if static is None:
                 options = ManifestOptions.from_settings(
@@ -228,8 +228,8 @@ class GCEProvider:
             raise QuotaExceeded(
                 "No configured zone could take the pod's VM: " + " | ".join(refusals)
             )
-        if too_large is not None:
-            raise too_large
+        if unfit is not None:
+            raise unfit
         raise InvalidPod("No zone is configured for the GCE provider")
 
     async def _insert_spec(
