@@ -4,8 +4,8 @@ Each pod becomes a real (emulated) insert, listing, delete and preemption; the V
 kubelets' ``/pods`` answers are scripted from the real kubelet's captures, so the
 provider's own decisions are tested on their own: status from the kubelet and pushes
 on change, cleanup after the delay, lost and preempted VMs, adoption after a restart,
-zones and refusals, and the Compute call budget per sync. (Real simulated VMs are
-driven end to end in test_provider_e2e.py.)
+zones and refusals, and the Compute call budget per sync. The last tests run simulated
+VMs booted from the provider's metadata, reached over mTLS for status and live logs.
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ from typing import Any
 import pytest
 
 from tests.sandbox.compute_harness import PROJECT, RunningCompute, running_compute
-from vnode.errors import InvalidPod, PodTooLarge, QuotaExceeded
+from vnode.errors import InvalidPod, NotFound, PodTooLarge, QuotaExceeded
 from vnode.gce import naming
 from vnode.gce.instances import RetryPolicy
 from vnode.gce.kubelets import KubeletClient
 from vnode.gce.provider import GCEProvider
-from vnode.provider import Pod, ProviderContext
+from vnode.provider import LogOptions, Pod, ProviderContext
+from vnode.sandbox.vm import Timings, vm_factory
 from vnode.settings import GCESettings
 
 ZONES = ("us-central1-a", "us-central1-b")
@@ -296,3 +297,73 @@ async def test_stockout_moves_to_the_next_zone_then_fails(
     faults.stockout(ZONES[1])
     with pytest.raises(QuotaExceeded, match="does not have enough resources"):
         await harness.provider.create_pod(job_pod())
+
+
+# -- with simulated COS VMs: their kubelets boot from the metadata the provider rendered ---
+
+
+@pytest.fixture
+def compute(tmp_path: Path) -> Iterator[RunningCompute]:
+    factory = vm_factory(tmp_path / "vms", timings=Timings().scaled(0.1))
+    with running_compute(tmp_path / "compute", vm_factory=factory) as rc:
+        yield rc
+
+
+@pytest.fixture
+async def harness(compute: RunningCompute, tmp_path: Path) -> AsyncIterator[Harness]:
+    h, provider = await make_harness(compute, tmp_path)
+    try:
+        yield h
+    finally:
+        await provider.stop()
+
+
+async def read_logs(provider: GCEProvider, pod: Pod, container: str = "main") -> bytes:
+    out = b""
+    async for chunk in provider.container_logs(pod, LogOptions(container)):
+        out += chunk
+    return out
+
+
+async def test_pod_runs_to_success_logs_and_its_vm_is_deleted(harness: Harness) -> None:
+    provider, compute = harness.provider, harness.compute
+    pod = job_pod()
+    await provider.create_pod(pod)
+    requested = await provider.pod_status(pod)
+    assert requested is not None and requested["phase"] == "Pending"
+    [inst] = compute.emulator.instances
+    assert inst["name"] == naming.vm_name(pod["metadata"]["uid"])
+    assert inst["machineType"].endswith("/e2-standard-2") or "custom" in inst["machineType"]
+    assert inst["labels"]["vnode-node"] == "vnode-test-node"
+    done = await harness.until(pod, lambda s: s["phase"] == "Succeeded")
+    assert done["podIP"] == done["hostIP"] == inst["networkInterfaces"][0]["networkIP"]
+    assert done["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+    assert pod["metadata"]["uid"] in harness.notified
+    # The delay is 0: a later sync deletes the VM; the status stays Succeeded.
+    for _ in range(200):
+        await provider.sync()
+        if not compute.emulator.instances:
+            break
+        await asyncio.sleep(0.05)
+    assert compute.emulator.instances == []
+    after = await provider.pod_status(pod)
+    assert after is not None and after["phase"] == "Succeeded"
+    with pytest.raises(NotFound, match="Cloud Logging"):
+        await read_logs(provider, pod)
+    assert any(reason == "VMCreated" for _, reason, _ in harness.events)
+
+
+async def test_live_logs_from_the_vm_kubelet(harness: Harness) -> None:
+    provider = harness.provider
+    pod = job_pod("echo first-line; sleep 30")
+    await provider.create_pod(pod)
+    await harness.until(pod, lambda s: s["phase"] == "Running")
+    for _ in range(100):
+        if b"first-line" in await read_logs(provider, pod):
+            break
+        await asyncio.sleep(0.05)
+    assert await read_logs(provider, pod) == b"first-line\n"
+    with pytest.raises(NotFound):
+        await read_logs(provider, pod, "nosuch")
+    await provider.delete_pod(pod)
+    await provider.delete_pod(pod)  # again: still success
