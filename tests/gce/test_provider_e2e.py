@@ -8,6 +8,7 @@ user would look: pod phases and reasons, ``kubectl logs``, and the VMs in Comput
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import signal
@@ -19,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import compute_v1
 from kubernetes import client as k8s_client
 
 from tests.conftest import RunningKubeAPI
@@ -27,6 +31,7 @@ from tests.waiting import wait_for
 from vnode.gce import naming
 from vnode.gce.machines import choose_machine
 from vnode.sandbox.compute.catalogue import to_resource, zone_shapes
+from vnode.sandbox.runner import Sandbox
 from vnode.sandbox.vm import Timings, vm_factory
 from vnode.settings import GCESettings
 
@@ -339,3 +344,28 @@ def test_kill_and_restart_leaves_one_vm_per_pod(
     }
     assert len(inserted) == 3
     assert kubectl(kubeapi, "logs", "steady-0") == "start\nend\n"
+
+
+async def test_sandbox_without_kube_serves_compute_and_vms(tmp_path: Path) -> None:
+    """``vnode sandbox --no-kube``: only the cloud side, described in sandbox.env."""
+    sandbox = Sandbox(tmp_path / "sb", kube=False)
+    env = await sandbox.start()
+    try:
+        written = dict(
+            line.split("=", 1) for line in (tmp_path / "sb" / "sandbox.env").read_text().split()
+        )
+        assert written == env
+        assert "KUBECONFIG" not in env
+        assert env["VNODE_PROJECT"] and env["VNODE_ZONE"] in sandbox.compute.zones
+        assert env["VNODE_GCE_CA_DIR"].startswith(str(tmp_path))
+        client = compute_v1.MachineTypesClient(
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options=ClientOptions(api_endpoint=env["VNODE_COMPUTE_ENDPOINT"]),
+        )
+        request = compute_v1.ListMachineTypesRequest(
+            project=env["VNODE_PROJECT"], zone=env["VNODE_ZONE"], max_results=5
+        )
+        page = await asyncio.to_thread(lambda: next(iter(client.list(request=request).pages)))
+        assert page.items
+    finally:
+        await sandbox.stop()
