@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from vnode.sandbox.vm.bootconfig import KubeletSetup
+from vnode.sandbox.vm.crilog import format_ns
 from vnode.sandbox.vm.manifests import Manifest, ManifestFolder
 from vnode.sandbox.vm.pods import PodHost, PodWorker
 from vnode.sandbox.vm.podspec import static_pod
@@ -90,7 +91,7 @@ class Kubelet:
             manifest.pod,
             node_name=self.setup.node_name,
             source=manifest.file,
-            seen=self.host.clock.now(),
+            seen=format_ns(self.host.now_ns()),
         )
         name, ns = pod["metadata"]["name"], pod["metadata"]["namespace"]
         if self.pod(ns, name) is not None:

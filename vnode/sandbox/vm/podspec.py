@@ -186,15 +186,17 @@ def pod_uid(manifest: dict[str, Any], node_name: str, source: str) -> str:
 
 
 def static_pod(
-    manifest: dict[str, Any], *, node_name: str, source: str, seen: dt.datetime
+    manifest: dict[str, Any], *, node_name: str, source: str, seen: dt.datetime | str
 ) -> dict[str, Any]:
-    """The pod the kubelet serves for a manifest file (status still to be filled in)."""
+    """The pod the kubelet serves for a manifest file (status still to be filled in).
+
+    ``seen`` is when the kubelet read the file (RFC3339Nano text, or a datetime)."""
     meta_in = dict(manifest.get("metadata") or {})
     spec_in = copy.deepcopy(manifest.get("spec") or {})
     uid = str(meta_in.get("uid") or pod_uid(manifest, node_name, source))
     annotations = dict(meta_in.get("annotations") or {})
     annotations["kubernetes.io/config.hash"] = uid
-    annotations["kubernetes.io/config.seen"] = rfc3339_nano(seen)
+    annotations["kubernetes.io/config.seen"] = seen if isinstance(seen, str) else rfc3339_nano(seen)
     annotations["kubernetes.io/config.source"] = "file"
     meta = {k: v for k, v in meta_in.items() if k not in ("uid", "creationTimestamp")}
     meta["name"] = f"{meta_in.get('name', '')}-{node_name.lower()}"
