@@ -129,6 +129,16 @@ class CertificateAuthority:
     def cert_pem(self) -> bytes:
         return self._cert.public_bytes(serialization.Encoding.PEM)
 
+    def _authority_key_identifier(self) -> x509.AuthorityKeyIdentifier:
+        """The CA's own key identifier, copied: TLS stacks (OpenSSL) match a leaf's AKI
+        against its issuer's SKI byte for byte, and CAs made by other tools compute the SKI
+        differently (Go 1.25 and later: truncated SHA-256, not SHA-1)."""
+        try:
+            ski = self._cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        except x509.ExtensionNotFound:
+            return x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key())
+        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
+
     def issue(
         self,
         common_name: str,
@@ -157,9 +167,7 @@ class CertificateAuthority:
             .not_valid_after(now + dt.timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), False
-            )
+            .add_extension(self._authority_key_identifier(), False)
         )
         sans = _sans(server_names)
         if sans:

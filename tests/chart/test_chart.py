@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import helm_python as helm
 import pytest
 import yaml
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from vnode import cli
 from vnode.gce.pki import VnodePKI
@@ -477,9 +479,42 @@ def test_generated_vm_pki_is_what_vnode_loads(tmp_path: Path) -> None:
     client = x509.load_pem_x509_certificate(files["vnode-client.crt"])
     client.verify_directly_issued_by(x509.load_pem_x509_certificate(files["client-ca.crt"]))
     assert pki.client_ca_pem.encode() == files["client-ca.crt"]
-    pki.ssl_context()  # the client pair matches and the serving CA is a usable trust root
-    leaf = x509.load_pem_x509_certificate(pki.serving_pair("vnode-abc").cert_pem)
+    serving = pki.serving_pair("vnode-abc")
+    leaf = x509.load_pem_x509_certificate(serving.cert_pem)
     leaf.verify_directly_issued_by(x509.load_pem_x509_certificate(files["serving-ca.crt"]))
+    # A full TLS handshake, in memory, as between vnode and a VM kubelet: vnode trusts the
+    # serving CA, the VM kubelet trusts the client CA, both from the chart's Secret.
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert, key = serving.write(tmp_path, "vm-serving")
+    server.load_cert_chain(cert, key)
+    server.load_verify_locations(cafile=str(tmp_path / "client-ca.crt"))
+    server.verify_mode = ssl.CERT_REQUIRED
+    assert handshake(pki.ssl_context(), server, "vnode-abc") == "vnode"
+
+
+def handshake(client: ssl.SSLContext, server: ssl.SSLContext, hostname: str) -> str:
+    """Run a TLS handshake through memory buffers; the client certificate's CN."""
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    c = client.wrap_bio(c_in, c_out, server_hostname=hostname)
+    s = server.wrap_bio(s_in, s_out, server_side=True)
+    done = {"client": False, "server": False}
+    for _ in range(20):
+        for side, obj in (("client", c), ("server", s)):
+            if not done[side]:
+                try:
+                    obj.do_handshake()
+                    done[side] = True
+                except ssl.SSLWantReadError:
+                    pass
+        s_in.write(c_out.read())
+        c_in.write(s_out.read())
+        if all(done.values()):
+            break
+    assert all(done.values()), "the TLS handshake did not complete"
+    der = s.getpeercert(binary_form=True)
+    assert der is not None
+    cn = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(cn[0].value)
 
 
 def test_existing_vm_pki_secret_is_mounted_not_created() -> None:
