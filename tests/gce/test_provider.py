@@ -367,3 +367,14 @@ async def test_live_logs_from_the_vm_kubelet(harness: Harness) -> None:
         await read_logs(provider, pod, "nosuch")
     await provider.delete_pod(pod)
     await provider.delete_pod(pod)  # again: still success
+
+
+async def test_compute_retries_are_reported_as_events(
+    scripted: tuple[Harness, FakeKubelets],
+) -> None:
+    h, _ = scripted
+    h.compute.emulator.faults.fail_next("instances.insert", 2, code=503)
+    await h.provider.create_pod(job_pod("sleep 60"))
+    retries = [m for _, reason, m in h.events if reason == "ComputeRetry"]
+    assert len(retries) == 2 and "503" in retries[0]
+    assert len(h.compute.emulator.instances) == 1

@@ -53,7 +53,7 @@ T = TypeVar("T")
 QUOTA_CODES = ("QUOTA_EXCEEDED",)
 STOCKOUT_PREFIX = "ZONE_RESOURCE_POOL_EXHAUSTED"
 RATE_LIMIT_REASONS = frozenset(
-    {"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED", "backendError"}
+    {"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"}
 )
 QUOTA_REASONS = frozenset({"quotaExceeded", "QUOTA_EXCEEDED"})
 PREEMPTED_OPERATION = "compute.instances.preempted"
@@ -188,7 +188,7 @@ def transient(err: BaseException) -> bool:
         code = int(err.code or 0)
         if code == 429 or code >= 500:
             return True
-        return code == 403 and bool(_reasons(err) & RATE_LIMIT_REASONS - {"backendError"})
+        return code == 403 and bool(_reasons(err) & RATE_LIMIT_REASONS)
     return isinstance(err, (requests.ConnectionError, requests.Timeout, ConnectionError))
 
 
@@ -306,8 +306,12 @@ class Instances:
 
     # -- the one retry loop --------------------------------------------------------------
 
-    async def _call(self, what: str, fn: Callable[[], T]) -> T:
-        """Run ``fn`` in the pool, retrying transient failures; classify the rest."""
+    async def _call(
+        self, what: str, fn: Callable[[], T], on_retry: Callable[[str], None] | None = None
+    ) -> T:
+        """Run ``fn`` in the pool, retrying transient failures; classify the rest.
+
+        ``on_retry`` hears about each retry (the provider reports it as an Event)."""
         loop = asyncio.get_running_loop()
         policy = self._retry
 
@@ -329,13 +333,13 @@ class Instances:
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             err = state.outcome.exception() if state.outcome is not None else None
-            log.info(
-                "%s: %s; attempt %d of %d",
-                what,
-                getattr(err, "err", err),
-                state.attempt_number,
-                policy.attempts,
+            message = (
+                f"{what}: {getattr(err, 'err', err)}; retrying (attempt {state.attempt_number} "
+                f"of {policy.attempts} failed)"
             )
+            log.info("%s", message)
+            if on_retry is not None:
+                on_retry(message)
 
         retrying = tenacity.AsyncRetrying(
             retry=tenacity.retry_if_exception_type(_Attempt),
@@ -385,7 +389,13 @@ class Instances:
 
     # -- instances -----------------------------------------------------------------------
 
-    async def insert(self, spec: InsertSpec, *, request_id: str) -> None:
+    async def insert(
+        self,
+        spec: InsertSpec,
+        *,
+        request_id: str,
+        on_retry: Callable[[str], None] | None = None,
+    ) -> None:
         """Create the VM and wait until Compute finished the insert (the VM runs).
 
         An instance of that name that already exists is success: the name comes from
@@ -398,7 +408,9 @@ class Instances:
         )
         client = self.clients.instances
         try:
-            op = await self._call(what, lambda: client.insert_unary(request=request, **_CALL))
+            op = await self._call(
+                what, lambda: client.insert_unary(request=request, **_CALL), on_retry
+            )
         except Retryable as e:
             if _already_exists(e.__cause__):
                 return

@@ -30,7 +30,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from vnode.clock import Clock, SystemClock
 from vnode.errors import InvalidPod, NotFound, QuotaExceeded, VnodeError
@@ -40,7 +40,7 @@ from vnode.gce.bootstrap import BootstrapOptions, render
 from vnode.gce.instances import VM, InsertSpec, Instances, RetryPolicy
 from vnode.gce.kubelets import KubeletClient, KubeletRefused, find_mirror
 from vnode.gce.machines import MachineCatalogue, MachineChoice, choose_machine
-from vnode.gce.manifest import ManifestOptions, build_static_pod
+from vnode.gce.manifest import ManifestOptions, StaticPod, build_static_pod
 from vnode.gce.pki import VnodePKI, default_ca_dir
 from vnode.provider import LogOptions, Pod, PodRef, PodStatus, ProviderContext
 from vnode.settings import GCESettings, Settings
@@ -204,7 +204,11 @@ class GCEProvider:
             )
             track.pod, track.zone = pod, zone
             try:
-                await self.instances.insert(spec, request_id=naming.request_id(uid, zone))
+                await self.instances.insert(
+                    spec,
+                    request_id=naming.request_id(uid, zone),
+                    on_retry=lambda m: self._event(pod, "Warning", "ComputeRetry", m),
+                )
             except QuotaExceeded as e:
                 refusals.append(e.message)
                 self._event(pod, "Warning", "ZoneUnavailable", e.message)
@@ -233,7 +237,7 @@ class GCEProvider:
         raise InvalidPod("No zone is configured for the GCE provider")
 
     async def _insert_spec(
-        self, pod: Pod, vm_name: str, zone: str, choice: MachineChoice, static: Any
+        self, pod: Pod, vm_name: str, zone: str, choice: MachineChoice, static: StaticPod
     ) -> InsertSpec:
         meta = pod["metadata"]
         pair = await asyncio.to_thread(self.pki.serving_pair, vm_name)
@@ -405,7 +409,7 @@ class GCEProvider:
         if status is not None and status != track.reported:
             track.reported = status
             if self._context is not None and track.pod is not None:
-                self._context.notify(track.pod)  # type: ignore[arg-type]
+                self._context.notify(cast(Pod, track.pod))
         finished = track.finished_at
         if finished is None:
             return

@@ -305,8 +305,8 @@ def _lost(
     started = ((seen or {}).get("state") or {}).get("running", {}).get("startedAt")
     if started:
         terminated["startedAt"] = started
-    if (seen or {}).get("containerID"):
-        terminated["containerID"] = seen["containerID"] if seen else ""
+    if seen is not None and seen.get("containerID"):
+        terminated["containerID"] = seen["containerID"]
     base["state"] = {"terminated": terminated}
     base["ready"] = False
     base["started"] = False
