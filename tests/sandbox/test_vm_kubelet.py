@@ -634,3 +634,39 @@ spec:
         doomed = next(c for c in item["status"]["containerStatuses"] if c["name"] == "doomed")
         last = doomed["lastState"]["terminated"]
         assert (last["exitCode"], last["reason"]) == (143, "Error")
+
+
+async def test_a_sidecar_runs_beside_the_job_and_stops_with_it(tmp_path: Path) -> None:
+    manifest = (
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: withsidecar}\nspec:\n"
+        "  hostNetwork: true\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 2\n"
+        "  initContainers:\n"
+        "  - {name: proxy, image: busybox, restartPolicy: Always,"
+        " command: [/bin/sh, -c, 'echo proxy up; sleep 600']}\n"
+        "  containers:\n"
+        "  - {name: job, image: busybox, command: [/bin/sh, -c, 'sleep 0.5; echo job done']}\n"
+    )
+    async with booted(tmp_path, {"s.yaml": manifest}) as (_vm, client):
+        phases: list[tuple[str, str, str]] = []
+
+        async def succeeded() -> dict[str, Any] | None:
+            item = await pod_item(client, "withsidecar-standalone-node")
+            if not item or "initContainerStatuses" not in item["status"]:
+                return None
+            st = item["status"]
+            key = (
+                st["phase"],
+                next(iter(st["initContainerStatuses"][0]["state"])),
+                next(iter(st["containerStatuses"][0]["state"])),
+            )
+            if not phases or phases[-1] != key:
+                phases.append(key)
+            return st if st["phase"] == "Succeeded" else None
+
+        status = await _until(succeeded)
+        assert ("Running", "running", "running") in phases
+        sidecar = status["initContainerStatuses"][0]
+        assert "terminated" in sidecar["state"]
+        assert status["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+        init_cond = next(c for c in status["conditions"] if c["type"] == "Initialized")
+        assert (init_cond["status"], init_cond.get("reason")) == ("True", "PodCompleted")

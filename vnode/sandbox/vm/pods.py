@@ -4,8 +4,9 @@ It does what the kubelet's pod worker does for a static pod, in the same order: 
 for the pod network (without ``hostNetwork`` a pod needs a CNI config in
 ``/etc/cni/net.d``; with one, its processes still share the host's network here), wait
 for volumes (those a standalone kubelet cannot provide leave the pod ContainerCreating
-for ever, as on the real one), create the sandbox, run the init containers one by one,
-then start the app containers and keep them per ``restartPolicy``: the first restart
+for ever, as on the real one), create the sandbox, run the init containers one by one
+(a sidecar, ``restartPolicy: Always``, only until it runs, and it is stopped when the app
+containers are done), then start the app containers and keep them per ``restartPolicy``: the first restart
 of a failed container comes one sync later, each later one after a CrashLoopBackOff
 that starts at 10 s and doubles. After every change it recomputes the pod status, so
 ``/pods`` shows what the kubelet's status manager would.
@@ -118,6 +119,7 @@ class PodWorker:
         self._deadline: asyncio.Task[None] | None = None
         self.failure: tuple[str, str] | None = None  # pod-level (reason, message)
         self._background: set[asyncio.Task[None]] = set()
+        self._sidecars: list[asyncio.Task[bool]] = []
         self.status: dict[str, Any] = {"phase": "Pending"}
 
     # -- names and paths ------------------------------------------------------------
@@ -189,6 +191,7 @@ class PodWorker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._cancel_sidecars()
         for view in [*self.init_views, *self.app_views]:
             if view.probes is not None:
                 await view.probes.cancel()
@@ -246,13 +249,43 @@ class PodWorker:
         self.sandbox_ready = True
         self.refresh()
         for view in self.init_views:
+            if view.sidecar:
+                # A sidecar starts, and the next container follows once it runs.
+                task = asyncio.create_task(self._supervise(view), name=f"sidecar-{view.name}")
+                self._sidecars.append(task)
+                await view.running_seen.wait()
+                continue
             ok = await self._supervise(view)
             if not ok:
+                await self._end_sidecars()
                 return await self._finish()
-            # The next container starts on the sync after the kubelet sees this one finish.
+            # The next container starts on the sync after the kubelet sees this one end.
             await self.host.clock.sleep(t.sync)
         await asyncio.gather(*(self._supervise(v) for v in self.app_views))
+        await self._end_sidecars()
         await self._finish()
+
+    async def _cancel_sidecars(self) -> None:
+        for task in self._sidecars:
+            task.cancel()
+        await asyncio.gather(*self._sidecars, return_exceptions=True)
+        self._sidecars.clear()
+
+    async def _end_sidecars(self) -> None:
+        """The app containers are done: the kubelet stops the sidecars too."""
+        if not self._sidecars:
+            return
+        await self._cancel_sidecars()
+        grace = float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
+        for view in self.init_views:
+            if view.sidecar and view.state[0] == "running":
+                inst = view.state[1]
+                if view.probes is not None:
+                    await view.probes.cancel()
+                    view.probes = None
+                await inst.kill(grace)
+                view.state = ("terminated", inst)
+        self.refresh()
 
     async def _finish(self) -> None:
         if self.status.get("phase") not in ("Succeeded", "Failed"):
@@ -287,6 +320,8 @@ class PodWorker:
     # -- one container ----------------------------------------------------------------
 
     def _should_restart(self, view: ContainerView, exit_code: int) -> bool:
+        if view.sidecar:
+            return True
         policy = self.pod["spec"].get("restartPolicy", "Always")
         if view.init:
             return policy != "Never" and exit_code != 0
@@ -337,6 +372,7 @@ class PodWorker:
                 view.state = ("running", inst)
                 view.last = previous
                 view.probes = self._start_probes(view, inst, launch)
+                view.running_seen.set()
                 self.refresh()
                 began = clock.monotonic()
                 await inst.wait()
@@ -502,13 +538,18 @@ class PodWorker:
         app = sorted((container_status(v) for v in self.app_views), key=lambda s: s["name"])
         spec = self.pod["spec"]
         previous = self.status.get("phase")
-        pod_phase = phase(spec, init, app)
+        sidecars = frozenset(v.name for v in self.init_views if v.sidecar)
+        pod_phase = phase(spec, init, app, sidecars)
         if previous in ("Succeeded", "Failed"):
             pod_phase = previous  # a terminal phase never changes back
         if self.failure is not None:
             pod_phase = "Failed"
         conds = conditions(
-            pod_phase=pod_phase, sandbox_ready=self.sandbox_ready, init=init, app=app
+            pod_phase=pod_phase,
+            sandbox_ready=self.sandbox_ready,
+            init=init,
+            app=app,
+            sidecars=sidecars,
         )
         status: dict[str, Any] = {
             "phase": pod_phase,

@@ -8,6 +8,7 @@ rules of ``getPhase``, and the five conditions with their reasons and messages. 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -32,6 +33,12 @@ class ContainerView:
     restart_count: int = 0
     backoff: float | None = None
     probes: ProbeState | None = None
+    running_seen: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def sidecar(self) -> bool:
+        """An init container with ``restartPolicy: Always`` keeps running beside the pod."""
+        return self.init and self.spec.get("restartPolicy") == "Always"
 
     @property
     def name(self) -> str:
@@ -86,7 +93,10 @@ def container_status(view: ContainerView) -> dict[str, Any]:
     started = running and (probes is None or probes.started is not False)
     probed_ready = started and (probes is None or probes.ready is not False)
     # A finished init container counts as ready; an app container only while it runs.
-    ready = (kind == "terminated" and view.state[1].exit_code == 0) if view.init else probed_ready
+    if view.init and not view.sidecar:
+        ready = kind == "terminated" and view.state[1].exit_code == 0
+    else:
+        ready = probed_ready
     current = view.current
     image = str(view.spec.get("image", ""))
     out: dict[str, Any] = {
@@ -118,12 +128,22 @@ def container_status(view: ContainerView) -> dict[str, Any]:
     return out
 
 
-def phase(spec: dict[str, Any], init: list[dict[str, Any]], app: list[dict[str, Any]]) -> str:
-    """pkg/kubelet getPhase for regular init containers and app containers."""
+def phase(
+    spec: dict[str, Any],
+    init: list[dict[str, Any]],
+    app: list[dict[str, Any]],
+    sidecars: frozenset[str] = frozenset(),
+) -> str:
+    """pkg/kubelet getPhase: init containers (sidecars count until started), then app ones."""
     policy = spec.get("restartPolicy", "Always")
     pending_init = failed_init = 0
+    app_started = any("running" in s["state"] or "terminated" in s["state"] for s in app)
     for s in init:
         st, last = s["state"], s["lastState"]
+        if s["name"] in sidecars:
+            if not s.get("started") and not app_started:
+                pending_init += 1
+            continue
         if "running" in st:
             pending_init += 1
         elif "terminated" in st:
@@ -173,13 +193,16 @@ def conditions(
     sandbox_ready: bool,
     init: list[dict[str, Any]],
     app: list[dict[str, Any]],
+    sidecars: frozenset[str] = frozenset(),
 ) -> list[tuple[str, str, str | None, str | None]]:
     """(type, status, reason, message) in the kubelet's order."""
-    incomplete = [
-        s["name"]
-        for s in init
-        if not ("terminated" in s["state"] and s["state"]["terminated"]["exitCode"] == 0)
-    ]
+
+    def initialized_one(s: dict[str, Any]) -> bool:
+        if s["name"] in sidecars:
+            return bool(s.get("started"))
+        return "terminated" in s["state"] and s["state"]["terminated"]["exitCode"] == 0
+
+    incomplete = [s["name"] for s in init if not initialized_one(s)]
     app_started = any(
         "running" in s["state"] or "terminated" in s["state"] or "terminated" in s["lastState"]
         for s in app
@@ -191,7 +214,8 @@ def conditions(
     else:
         msg = f"containers with incomplete status: [{' '.join(incomplete)}]"
         initialized = ("False", "ContainersNotInitialized", msg)
-    unready = [s["name"] for s in app if not s["ready"]]
+    unready = [s["name"] for s in init if s["name"] in sidecars and not s["ready"]]
+    unready += [s["name"] for s in app if not s["ready"]]
     if pod_phase == "Succeeded":
         ready: tuple[str, str | None, str | None] = ("False", "PodCompleted", None)
     elif pod_phase == "Failed":
