@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.refdata import KUBE_APISERVER
 from vnode.sandbox.kubeapi.server import KubeAPI
 
 
@@ -201,13 +202,8 @@ def k8s(kubeapi: RunningKubeAPI) -> Iterator[Any]:
         client.close()
 
 
-REFERENCE = Path("/work/shared/reference/kube-apiserver")
-
-
 def reference(relative: str) -> dict[str, Any]:
-    """A capture from the real API server; skips when the recordings are not on this machine."""
-    path = REFERENCE / relative
-    if not path.exists():
-        pytest.skip(f"reference recording {path} is not available on this machine")
+    """A capture from the real API server (``tests/reference/kube-apiserver``)."""
+    path = KUBE_APISERVER / relative
     loaded: dict[str, Any] = json.loads(path.read_text())
     return loaded

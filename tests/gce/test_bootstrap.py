@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.refdata import REFERENCE
 from vnode.certs import CertificateAuthority
 from vnode.errors import ConfigError, InvalidPod
 from vnode.gce import bootstrap as b
@@ -144,11 +145,7 @@ def test_kubelet_config_is_a_locked_down_standalone_kubelet(
 def test_kubelet_config_agrees_with_the_reference_where_it_should() -> None:
     """shared/reference/kubelet/kubelet-config.scrubbed.yaml ran a real standalone kubelet;
     vnode keeps its paths and runtime and turns off what it left open."""
-    reference = Path("/work/shared/reference/kubelet/kubelet-config.scrubbed.yaml")
-    if not reference.exists():
-        reference = REPO.parent / "shared/reference/kubelet/kubelet-config.scrubbed.yaml"
-    if not reference.exists():
-        pytest.skip("reference kubelet config is not on this machine")
+    reference = REFERENCE / "kubelet/kubelet-config.scrubbed.yaml"
     real = yaml.safe_load(reference.read_text())
     ours = b.kubelet_config(
         b.BootstrapOptions(
@@ -669,7 +666,7 @@ def test_log_records_join_partial_lines_like_the_cri_parser() -> None:
         "2026-11-23T20:02:17.211587487Z stderr F to-stderr\n"
         "2026-11-23T20:02:17.214103621Z stdout P abc\n"
     )
-    reference = Path("/work/shared/reference/kubelet/cri-logs/h-partial.p__0.log")
+    reference = REFERENCE / "kubelet/cri-logs/h-partial.p__0.log"
     if reference.exists():
         assert reference.read_text() == text
     path = "/var/log/pods/default_partial-standalone-node_848fbe82092f2c8a2dff2fabd892813b/p/0.log"

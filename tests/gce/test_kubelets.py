@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from tests.refdata import REFERENCE
 from vnode.errors import NotFound
 from vnode.gce.kubelets import KubeletClient, KubeletRefused, find_mirror, log_query, parse_pod_list
 from vnode.gce.pki import VnodePKI
 from vnode.provider import LogOptions
 
-REF = Path("/work/shared/reference/kubelet/pods")
+REF = REFERENCE / "kubelet/pods"
 VM = "vnode-0b5c6b52"
 
 

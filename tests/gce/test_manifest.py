@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.refdata import REFERENCE
 from vnode.errors import InvalidPod
 from vnode.gce.manifest import (
     HOST_IP_PLACEHOLDER,
@@ -23,7 +23,7 @@ from vnode.gce.manifest import (
 from vnode.provider import Pod
 from vnode.settings import GCESettings
 
-REFERENCE_MANIFESTS = Path("/work/shared/reference/kubelet/manifests")
+REFERENCE_MANIFESTS = REFERENCE / "kubelet/manifests"
 UID = "0b6a4f0e-5d0c-4a43-9d1a-5a0d1e3f9c11"
 
 

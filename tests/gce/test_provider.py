@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.refdata import REFERENCE
 from tests.sandbox.compute_harness import PROJECT, RunningCompute, running_compute
 from vnode.errors import InvalidPod, NotFound, PodTooLarge, QuotaExceeded
 from vnode.gce import naming
@@ -33,7 +34,7 @@ from vnode.sandbox.vm import Timings, vm_factory
 from vnode.settings import GCESettings
 
 ZONES = ("us-central1-a", "us-central1-b")
-REF = Path("/work/shared/reference/kubelet/pods")
+REF = REFERENCE / "kubelet/pods"
 FAST = RetryPolicy(attempts=6, deadline=30.0, base=0.01, cap=0.05)
 
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.refdata import REFERENCE
 from vnode.gce.status import VMState, pod_status
 
-REF = Path("/work/shared/reference/kubelet/pods")
+REF = REFERENCE / "kubelet/pods"
 SINCE = dt.datetime(2026, 11, 23, 20, 0, 0, tzinfo=dt.UTC)
 NOW = SINCE + dt.timedelta(minutes=5)
 VM = "vnode-0b5c6b52"

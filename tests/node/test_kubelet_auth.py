@@ -22,6 +22,7 @@ import yaml
 from tests.conftest import RunningKubeAPI
 from tests.node.kubelet_helpers import Pods, client_ssl, pod, session, started
 from tests.providers import FakeProvider
+from tests.refdata import REFERENCE
 from vnode.certs import CertificateAuthority
 from vnode.clock import FakeClock
 from vnode.node import kube
@@ -41,7 +42,7 @@ from vnode.sandbox.kubeapi import resources
 from vnode.settings import KubeletAPISettings, KubeSettings
 
 NODE = "vn-auth"
-KUBELET_AUTH = Path("/work/shared/reference/kubelet/auth.json")
+KUBELET_AUTH = REFERENCE / "kubelet/auth.json"
 SA_USER = "system:serviceaccount:default:watcher"
 
 pytestmark = pytest.mark.kubeapi(controllers=False)
@@ -194,8 +195,6 @@ async def _get(
 
 
 def _captured(label: str) -> dict[str, Any]:
-    if not KUBELET_AUTH.exists():
-        pytest.skip("kubelet reference recordings are not on this machine")
     exchanges = json.loads(KUBELET_AUTH.read_text())["exchanges"]
     response: dict[str, Any] = next(e for e in exchanges if e["label"] == label)["response"]
     return response

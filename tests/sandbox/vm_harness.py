@@ -17,9 +17,9 @@ from typing import Any
 import aiohttp
 import yaml
 
+from tests.refdata import KUBELET as REFERENCE
 from vnode.certs import CertificateAuthority, KeyPair
 
-REFERENCE = Path("/work/shared/reference/kubelet")
 NODE = "standalone-node"
 
 
