@@ -644,7 +644,7 @@ async def test_a_sidecar_runs_beside_the_job_and_stops_with_it(tmp_path: Path) -
         "  - {name: proxy, image: busybox, restartPolicy: Always,"
         " command: [/bin/sh, -c, 'echo proxy up; sleep 600']}\n"
         "  containers:\n"
-        "  - {name: job, image: busybox, command: [/bin/sh, -c, 'sleep 0.5; echo job done']}\n"
+        "  - {name: job, image: busybox, command: [/bin/sh, -c, 'sleep 1; echo job done']}\n"
     )
     async with booted(tmp_path, {"s.yaml": manifest}) as (_vm, client):
         phases: list[tuple[str, str, str]] = []
@@ -661,7 +661,8 @@ async def test_a_sidecar_runs_beside_the_job_and_stops_with_it(tmp_path: Path) -
             )
             if not phases or phases[-1] != key:
                 phases.append(key)
-            return st if st["phase"] == "Succeeded" else None
+            done = st["phase"] == "Succeeded" and key[1] == "terminated"
+            return st if done else None
 
         status = await _until(succeeded)
         assert ("Running", "running", "running") in phases

@@ -5,11 +5,12 @@ for the pod network (without ``hostNetwork`` a pod needs a CNI config in
 ``/etc/cni/net.d``; with one, its processes still share the host's network here), wait
 for volumes (those a standalone kubelet cannot provide leave the pod ContainerCreating
 for ever, as on the real one), create the sandbox, run the init containers one by one
-(a sidecar, ``restartPolicy: Always``, only until it runs, and it is stopped when the app
-containers are done), then start the app containers and keep them per ``restartPolicy``: the first restart
-of a failed container comes one sync later, each later one after a CrashLoopBackOff
-that starts at 10 s and doubles. After every change it recomputes the pod status, so
-``/pods`` shows what the kubelet's status manager would.
+(a sidecar, ``restartPolicy: Always``, only until it runs; it is stopped once the app
+containers are done), then start the app containers and keep them per
+``restartPolicy``: the first restart of a failed container comes one sync later, each
+later one after a CrashLoopBackOff that starts at 10 s and doubles. After every change
+it recomputes the pod status, so ``/pods`` shows what the kubelet's status manager
+would.
 """
 
 from __future__ import annotations
