@@ -23,13 +23,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
-from vnode import __version__
+from vnode import __version__, logging_setup
 from vnode.errors import ConfigError
 from vnode.settings import (
     GCESettings,
     KubeletAPISettings,
     KubeSettings,
     LeaseSettings,
+    MetricsSettings,
     NodeSettings,
     PodControllerSettings,
     Settings,
@@ -40,13 +41,16 @@ from vnode.settings import (
 )
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = logging_setup.FORMATS
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+def _setup_logging(level: str, fmt: str | None) -> None:
+    """Log lines as ``fmt``, else VNODE_LOG_FORMAT, else auto (JSON unless on a terminal)."""
+    chosen = fmt or os.environ.get(env_name("--log-format")) or "auto"
+    try:
+        logging_setup.configure(level, chosen.strip().lower())
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
@@ -197,6 +201,23 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=f"seconds between unchanged Node status posts (default: {d.node.status_period:g})",
     )
     add("--log-level", dest="run_log_level", choices=LOG_LEVELS, help="log verbosity")
+    add(
+        "--log-format",
+        dest="run_log_format",
+        choices=LOG_FORMATS,
+        help="log lines as JSON or text; auto: JSON unless stderr is a terminal (default)",
+    )
+    add(
+        "--metrics-address",
+        metavar="IP",
+        help=f"address of the /metrics and /healthz server (default: {d.metrics.address})",
+    )
+    add(
+        "--metrics-port",
+        metavar="PORT",
+        help="port of the plain-HTTP /metrics and /healthz server; 0 picks a free one, "
+        f"-1 switches it off (default: {d.metrics.port})",
+    )
     adv = p.add_argument_group("advanced (tests and tuning)")
     adv.add_argument(
         "--lease-duration",
@@ -417,6 +438,10 @@ def settings_from(
             status_period=number("--status-period", d.pods.status_period),
         ),
         kube=KubeSettings(kubeconfig=path("--kubeconfig", None)),
+        metrics=MetricsSettings(
+            address=given("--metrics-address") or d.metrics.address,
+            port=integer("--metrics-port", d.metrics.port),
+        ),
         gce=_gce_settings(v),
         shutdown_timeout=number("--shutdown-timeout", d.shutdown_timeout),
     )
@@ -435,8 +460,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             if level.lower() not in LOG_LEVELS:
                 raise ConfigError(f"invalid log level {level!r}: one of {', '.join(LOG_LEVELS)}")
             logging.getLogger().setLevel(level.upper())
+        if args.run_log_format:
+            _setup_logging(logging.getLevelName(logging.getLogger().level), args.run_log_format)
         settings = settings_from(args, args.run_parser, os.environ)
         validate(settings)
+        logging_setup.set_process_fields(node=settings.node.name)
         from vnode.node.runner import run
 
         return int(asyncio.run(run(settings)))
@@ -458,6 +486,12 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vnode", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="log lines as JSON or text (also VNODE_LOG_FORMAT); auto, the default, "
+        "writes JSON unless stderr is a terminal",
+    )
     sub = cast(
         "argparse._SubParsersAction[argparse.ArgumentParser]",
         parser.add_subparsers(dest="command", required=True, metavar="COMMAND"),
@@ -471,7 +505,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.log_level)
+    try:
+        _setup_logging(args.log_level, args.log_format)
+    except ConfigError as e:
+        print(f"vnode: error: {e}", file=sys.stderr)
+        return 2
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -140,6 +140,17 @@ class KubeSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    address: str = "0.0.0.0"
+    """Address the metrics server (``/metrics`` for Prometheus, ``/healthz`` for probes)
+    listens on; plain HTTP."""
+
+    port: int = 9090
+    """Port of the metrics server; 0 picks a free one, -1 switches it off. Not 10255: that
+    is the kubelet's read-only port, which vnode keeps closed."""
+
+
+@dataclass(frozen=True)
 class Settings:
     provider: str = "gce"
     """``gce`` or ``package.module:attribute`` naming a Provider (or a factory for one)."""
@@ -149,6 +160,7 @@ class Settings:
     kubelet_api: KubeletAPISettings = field(default_factory=KubeletAPISettings)
     pods: PodControllerSettings = field(default_factory=PodControllerSettings)
     kube: KubeSettings = field(default_factory=KubeSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     # A lambda: GCESettings is defined further down, after the parsing helpers.
     gce: GCESettings = field(default_factory=lambda: GCESettings())  # noqa: PLW0108
 
@@ -277,6 +289,17 @@ def validate(settings: Settings) -> None:
     ):
         if path is not None and not all(Path(p).is_file() for p in str(path).split(":")):
             raise ConfigError(f"{what} {path} does not exist or is not a file")
+    metrics = settings.metrics
+    if not -1 <= metrics.port <= 65535:
+        raise ConfigError(
+            f"invalid metrics port {metrics.port}: expected 0-65535 (0: any free port, -1: off)"
+        )
+    try:
+        ipaddress.ip_address(metrics.address)
+    except ValueError:
+        raise ConfigError(
+            f"invalid metrics address {metrics.address!r}: not an IP address"
+        ) from None
     pods = settings.pods
     if pods.workers < 1:
         raise ConfigError(f"workers must be at least 1, not {pods.workers}")

@@ -41,6 +41,7 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 
+from vnode import metrics
 from vnode.clock import Clock, SystemClock
 from vnode.errors import InvalidPod, NotFound, QuotaExceeded, Retryable, VnodeError
 from vnode.gce import naming
@@ -307,17 +308,23 @@ class Instances:
     # -- the one retry loop --------------------------------------------------------------
 
     async def _call(
-        self, what: str, fn: Callable[[], T], on_retry: Callable[[str], None] | None = None
+        self,
+        what: str,
+        fn: Callable[[], T],
+        on_retry: Callable[[str], None] | None = None,
+        *,
+        method: str = "other",
     ) -> T:
         """Run ``fn`` in the pool, retrying transient failures; classify the rest.
 
-        ``on_retry`` hears about each retry (the provider reports it as an Event)."""
+        ``on_retry`` hears about each retry (the provider reports it as an Event);
+        ``method`` names the API method in the call metrics."""
         loop = asyncio.get_running_loop()
         policy = self._retry
 
         async def once() -> T:
             try:
-                return await loop.run_in_executor(self._pool, fn)
+                return await loop.run_in_executor(self._pool, metrics.counted_call(method, fn))
             except Exception as err:
                 if transient(err):
                     raise _Attempt(err) from err
@@ -380,6 +387,7 @@ class Instances:
                 await self._call(
                     f"{what} (waiting for {name})",
                     lambda: ops.wait(project=self.project, zone=zone, operation=name, **_WAIT_CALL),
+                    method="zoneOperations.wait",
                 )
             )
         err = operation_error(op, what)
@@ -389,6 +397,7 @@ class Instances:
 
     # -- instances -----------------------------------------------------------------------
 
+    @metrics.timed("vm_create_seconds", "vm_creates")
     async def insert(
         self,
         spec: InsertSpec,
@@ -409,7 +418,10 @@ class Instances:
         client = self.clients.instances
         try:
             op = await self._call(
-                what, lambda: client.insert_unary(request=request, **_CALL), on_retry
+                what,
+                lambda: client.insert_unary(request=request, **_CALL),
+                on_retry,
+                method="instances.insert",
             )
         except Retryable as e:
             if _already_exists(e.__cause__):
@@ -417,13 +429,18 @@ class Instances:
             raise
         await self.wait(spec.zone, op, what)
 
+    @metrics.timed("vm_delete_seconds", "vm_deletes")
     async def delete(self, name: str, zone: str, *, wait: bool = False) -> bool:
         """Delete the VM; False when there was none (which is success)."""
         what = f"deleting VM {name} in {zone}"
         client = self.clients.instances
         request = compute_v1.DeleteInstanceRequest(project=self.project, zone=zone, instance=name)
         try:
-            op = await self._call(what, lambda: client.delete_unary(request=request, **_CALL))
+            op = await self._call(
+                what,
+                lambda: client.delete_unary(request=request, **_CALL),
+                method="instances.delete",
+            )
         except NotFound:
             return False
         if wait:
@@ -446,7 +463,9 @@ class Instances:
                     out.append(_vm(inst))
             return out
 
-        return await self._call(f"listing the VMs of node {node}", run)
+        return await self._call(
+            f"listing the VMs of node {node}", run, method="instances.aggregatedList"
+        )
 
     async def preempted(self, zone: str, names: set[str]) -> set[str]:
         """Which of ``names`` Compute preempted (their ``compute.instances.preempted``
@@ -464,7 +483,7 @@ class Instances:
                     found.add(target)
             return found
 
-        return await self._call(f"listing preemptions in {zone}", run)
+        return await self._call(f"listing preemptions in {zone}", run, method="zoneOperations.list")
 
     async def machine_types(self, zone: str) -> list[dict[str, Any]]:
         """The zone's ``machineTypes.list`` items (snake_case dicts)."""
@@ -478,7 +497,7 @@ class Instances:
                 compute_v1.MachineType.to_dict(m) for m in client.list(request=request, **_CALL)
             ]
 
-        return await self._call(f"listing machine types in {zone}", run)
+        return await self._call(f"listing machine types in {zone}", run, method="machineTypes.list")
 
 
 def _already_exists(err: BaseException | None) -> bool:

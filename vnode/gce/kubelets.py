@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from vnode import metrics
 from vnode.errors import NotFound, Retryable, VnodeError
 from vnode.gce import naming
 from vnode.provider import LogOptions
@@ -124,6 +125,7 @@ class KubeletClient:
         host = f"[{ip}]" if ":" in ip else ip
         return f"https://{host}:{self._port}{path}"
 
+    @metrics.timed("kubelet_poll_seconds")
     async def pods(self, vm_name: str, ip: str) -> list[dict[str, Any]]:
         """The static pods the kubelet of ``vm_name`` reports; raises on any failure."""
         async with self._limit:

@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from vnode import metrics
 from vnode.clock import Clock, micro_time
 from vnode.node import kube
 from vnode.settings import LeaseSettings
@@ -105,6 +106,7 @@ class LeaseKeeper:
         log.info("created Lease %s/%s", NAMESPACE, self.node_name)
         return created
 
+    @metrics.timed("lease_renew_seconds")
     async def renew_once(self) -> dict[str, Any]:
         """Create or renew the Lease once; conflicts are resolved by reading it again."""
         lease = self.lease
@@ -162,6 +164,7 @@ class LeaseKeeper:
             self.failures = 0
             self.renewals += 1
             self.last_success = self.clock.monotonic()
+            metrics.current().lease_last_success.set(self.clock.now().timestamp())
             # Like the kubelet's sliding period: the next renewal is due renew_interval
             # after this one succeeded.
             await self.clock.sleep(self.settings.renew_interval)

@@ -43,8 +43,10 @@ from typing import Any, Protocol, cast
 
 import aiohttp
 
+from vnode import metrics
 from vnode.clock import Clock, parse_time
 from vnode.errors import InvalidPod, QuotaExceeded
+from vnode.logging_setup import log_context
 from vnode.node.cluster import ApiError, path, request, request_json
 from vnode.node.queue import KeyedQueue, ShutDown
 from vnode.provider import Pod, PodRef, PodStatus, Provider
@@ -239,6 +241,7 @@ class PodController:
         self.status_patches = 0
         self.list_calls = 0
         self.watch_calls = 0
+        metrics.current().count_pods_from(lambda: list(self._cache.values()))
 
     # -- what other parts read ---------------------------------------------------------
 
@@ -301,15 +304,16 @@ class PodController:
                 key = await self._queue.get()
             except ShutDown:
                 return
-            try:
-                await self.reconcile(str(key))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reconciling pod %s failed", key)
-                self._queue.add_rate_limited(key)
-            finally:
-                self._queue.done(key)
+            with log_context(pod=str(key)):
+                try:
+                    await self.reconcile(str(key))
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("reconciling pod %s failed", key)
+                    self._queue.add_rate_limited(key)
+                finally:
+                    self._queue.done(key)
 
     async def _status_loop(self) -> None:
         """Queue every running pod for a status refresh each period."""

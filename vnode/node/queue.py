@@ -21,6 +21,7 @@ import collections
 import contextlib
 from collections.abc import Hashable
 
+from vnode import metrics
 from vnode.clock import Clock
 
 
@@ -41,6 +42,7 @@ class KeyedQueue:
         self._timers: dict[Hashable, tuple[float, asyncio.Task[None]]] = {}
         self._getters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._shutdown = False
+        metrics.current().queue_depth.set_function(self.__len__)
 
     def __len__(self) -> int:
         """Keys waiting to be handed out (not those being processed or delayed)."""
@@ -83,6 +85,7 @@ class KeyedQueue:
         """
         failures = self._failures.get(key, 0)
         self._failures[key] = failures + 1
+        metrics.current().queue_retries.inc()
         delay = max(self.backoff(failures), at_least)
         self.add_after(key, delay)
         return delay

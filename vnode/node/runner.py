@@ -33,6 +33,7 @@ from typing import Any
 
 from vnode.clock import SystemClock
 from vnode.errors import ConfigError
+from vnode.metrics import DISABLED, MetricsServer
 from vnode.node import kube
 from vnode.node.auth import KubeletAuth
 from vnode.node.cluster import ApiClusterReader
@@ -306,6 +307,9 @@ async def _run(settings: Settings, stopping: asyncio.Event, hurry: asyncio.Event
         # their own connection pool: pod traffic never queues in front of a renewal.
         parts.heartbeat_api = await kube.connect(settings.kube, purpose="heartbeat")
         sup.spawn("events", parts.recorder.run, restart=True)
+        if settings.metrics.port != DISABLED:  # up first: probes ask /healthz during startup
+            metrics = MetricsServer(settings.metrics.address, settings.metrics.port)
+            sup.spawn("metrics", metrics.serve, restart=True)
 
         starting = asyncio.create_task(parts.start(), name="startup")
         stop_wait = asyncio.create_task(stopping.wait(), name="wait-for-signal")
