@@ -42,6 +42,7 @@ from vnode.gce.kubelets import KubeletClient, KubeletRefused, find_mirror
 from vnode.gce.machines import MachineCatalogue, MachineChoice, choose_machine
 from vnode.gce.manifest import ManifestOptions, StaticPod, build_static_pod
 from vnode.gce.pki import VnodePKI, default_ca_dir
+from vnode.logging_setup import bind as bind_log_fields
 from vnode.provider import LogOptions, Pod, PodRef, PodStatus, ProviderContext
 from vnode.settings import GCESettings, Settings
 
@@ -168,6 +169,7 @@ class GCEProvider:
         meta = pod["metadata"]
         uid = meta["uid"]
         vm_name = naming.vm_name(uid)
+        bind_log_fields(vm=vm_name)  # within the pod controller's per-pod log context
         track = self._tracks.get(uid)
         if track is not None and (track.created_at is not None or self._listed(uid)):
             track.pod = pod
@@ -306,6 +308,7 @@ class GCEProvider:
             self._tracks.pop(uid, None)
 
     async def _delete_finished(self, track: _Track, vm: VM) -> None:
+        bind_log_fields(vm=vm.name)  # a task of its own: its lines are about this VM
         async with self._delete_limit:
             try:
                 await self.instances.delete(vm.name, vm.zone)
