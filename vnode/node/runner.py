@@ -199,12 +199,17 @@ async def _register(node: NodeKeeper) -> None:
         delay = min(cap, delay * 2)
 
 
-async def run(settings: Settings) -> int:
+async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
     """Run the virtual Node until SIGTERM/SIGINT (exit 0) or a task crash (exit 1).
+
+    ``stop``: an embedding program (``vnode demo``) sets it to stop vnode as a signal
+    would; it then owns SIGTERM/SIGINT itself, so no handlers are installed here.
 
     Raises ConfigError before anything starts when the provider or the Kubernetes
     configuration cannot be loaded.
     """
+    if stop is not None:
+        return await _run(settings, stop, asyncio.Event())
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     hurry = asyncio.Event()
