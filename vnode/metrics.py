@@ -193,17 +193,15 @@ def timed(
         @functools.wraps(fn)
         async def measured(*args: P.args, **kwargs: P.kwargs) -> R:
             started = time.perf_counter()
-            err: BaseException | None = None
             try:
-                return await fn(*args, **kwargs)
+                out = await fn(*args, **kwargs)
             except asyncio.CancelledError:
                 raise
-            except BaseException as e:
-                err = e
+            except Exception as e:
+                _observe(histogram, counter, result_of(e), time.perf_counter() - started)
                 raise
-            finally:
-                if not isinstance(err, asyncio.CancelledError):
-                    _observe(histogram, counter, result_of(err), time.perf_counter() - started)
+            _observe(histogram, counter, "ok", time.perf_counter() - started)
+            return out
 
         return measured
 
@@ -300,7 +298,7 @@ class MetricsServer:
                 break
             except OSError as e:
                 log.error(
-                    "metrics server cannot listen on %s:%d (retrying in %.0f s): %s",
+                    "metrics server cannot listen on %s:%d (retrying in %g s): %s",
                     self.address, self.port, delay, e,
                 )  # fmt: skip
                 await asyncio.sleep(delay)
