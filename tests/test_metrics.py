@@ -287,7 +287,7 @@ def test_vnode_run_exposes_every_metric_after_running_a_pod(
                 "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Exists"}],
                 "containers": [
                     {"name": "main", "image": "busybox", "command": ["sh", "-c", "echo hi"]}
-                ],  # fmt: skip
+                ],
             },
         }
         assert KUBECTL is not None
