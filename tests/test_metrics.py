@@ -248,7 +248,7 @@ def sample(found: dict[str, Any], name: str, **labels: str) -> float:
 
 @pytest.mark.timeout(180)
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
-def test_vnode_run_exposes_every_metric_after_running_a_pod(
+def test_vnode_run_exposes_every_metric_and_logs_json_lines_about_pods(
     kubeapi: RunningKubeAPI, compute: RunningCompute, tmp_path: Path
 ) -> None:
     log = tmp_path / "vnode.log"
@@ -291,13 +291,19 @@ def test_vnode_run_exposes_every_metric_after_running_a_pod(
             },
         }
         assert KUBECTL is not None
-        subprocess.run([KUBECTL, "apply", "-f", "-"], env=kubeapi.env, input=json.dumps(pod),
-                       text=True, check=True, capture_output=True, timeout=60)  # fmt: skip
+        claimed = json.loads(json.dumps(pod))
+        claimed["metadata"]["name"] = "claimed"
+        claimed["spec"]["volumes"] = [{"name": "data",
+                                       "persistentVolumeClaim": {"claimName": "data"}}]  # fmt: skip
+        for obj in (pod, claimed):
+            subprocess.run([KUBECTL, "apply", "-f", "-"], env=kubeapi.env, input=json.dumps(obj),
+                           text=True, check=True, capture_output=True, timeout=60)  # fmt: skip
 
         def finished_and_cleaned() -> dict[str, Any] | None:
             assert proc.poll() is None, log.read_text()
             found = scrape(port)
             done = sample(found, "vnode_pods", phase="Succeeded") == 1
+            done = done and sample(found, "vnode_pods", phase="Failed") == 1
             deleted = sample(found, "vnode_vm_deletes_total", result="ok") >= 1
             return found if done and deleted else None
 
@@ -326,3 +332,8 @@ def test_vnode_run_exposes_every_metric_after_running_a_pod(
     entries = log_lines(log)
     assert entries and all(e["node"] == "metered" for e in entries)
     assert all({"time", "level", "logger", "message"} <= set(e) for e in entries)
+    refused = [e for e in entries if e["message"].startswith("provider refused pod")]
+    assert refused, entries
+    assert refused[0]["pod"] == "default/claimed"
+    assert refused[0]["vm"].startswith("vnode-")
+    assert 'volume "data" is a persistentVolumeClaim volume' in refused[0]["message"]
