@@ -94,6 +94,47 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="run a Job through vnode on a local sandbox, start to finish",
+        description="Start the sandbox (Kubernetes API, Compute Engine, simulated VMs, Cloud "
+        "Logging) and vnode with the GCE provider in this process, run a small Job on a VM of "
+        "its own, show its progress, pods table and logs, delete it and check that no VM is "
+        "left. Exits 0 when every step passed, 1 naming the step that failed.",
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the sandbox keeps its files and demo.log (default: a temporary directory, "
+        "removed after a successful run)",
+    )
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the sandbox and vnode running afterwards, for kubectl, until Ctrl-C",
+    )
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also write the log lines of vnode and the emulators to stderr",
+    )
+    p.add_argument("--cpu", default="250m", help="CPU request of the Job (default: 250m)")
+    p.add_argument("--memory", default="256Mi", help="memory request of the Job (default: 256Mi)")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from vnode.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        state_dir=args.state_dir, keep=args.keep, verbose=args.verbose,
+        cpu=args.cpu, memory=args.memory,
+    )  # fmt: skip
+    return run_demo(options, log_level=args.log_level)
+
+
 # -- vnode run ------------------------------------------------------------------------------
 
 # Flags of `vnode run` whose value may also come from the environment: flag -> env var.
@@ -499,6 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("version", help="print the version").set_defaults(func=_cmd_version)
     _add_run(sub)
     _add_sandbox(sub)
+    _add_demo(sub)
     return parser
 
 
