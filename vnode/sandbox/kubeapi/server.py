@@ -521,58 +521,50 @@ class KubeAPI:
         as_kind: str,
         list_meta: Obj | None,
         single: Obj | None,
-        meta_version: str = "v1",
     ) -> Any:
-        api_version = f"meta.k8s.io/{meta_version}"
+        accept = request.headers.get("Accept", "")
         if as_kind == "Table":
-            table = tables.to_table(
+            return tables.to_table(
                 res,
                 objects,
                 include_object=request.query.get("includeObject", "Metadata"),
                 now=self.clock.now(),
                 list_meta=list_meta,
+                api_version=tables.table_version(accept) or tables.TABLE_V1,
             )
-            table["apiVersion"] = api_version
-            return table
         if as_kind.startswith("PartialObjectMetadata"):
-            items = [
-                {
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": api_version,
-                    "metadata": o.get("metadata", {}),
-                }
-                for o in objects
-            ]
+            found = tables.negotiate_as(
+                accept, ("PartialObjectMetadata", "PartialObjectMetadataList")
+            )
+            api_version = found[1] if found else tables.TABLE_V1
             if single is not None:
-                return items[0]
-            return {
-                "kind": "PartialObjectMetadataList",
-                "apiVersion": api_version,
-                "metadata": list_meta or {},
-                "items": items,
-            }
+                return tables.partial_object_metadata(single, api_version)
+            return tables.partial_object_metadata_list(
+                objects, list_meta=list_meta, api_version=api_version
+            )
         return single
 
     def _get(self, request: web.Request, res: Resource, ns: str, name: str) -> web.Response:
-        fmt, as_kind, meta_version = negotiate(request.headers.get("Accept", ""))
+        fmt, as_kind, _ = negotiate(request.headers.get("Accept", ""))
         obj = self.store.get(res, ns, name)
         if as_kind:
+            # A single object's Table carries the object's own resourceVersion.
+            rv = obj.get("metadata", {}).get("resourceVersion")
             return _render(
                 self._table_or_object(
                     request,
                     res,
                     [obj],
                     as_kind=as_kind,
-                    list_meta=None,
+                    list_meta={"resourceVersion": rv},
                     single=obj,
-                    meta_version=meta_version,
                 ),
                 fmt,
             )
         return _render(obj, fmt)
 
     def _list(self, request: web.Request, res: Resource, ns: str) -> web.Response:
-        fmt, as_kind, meta_version = negotiate(request.headers.get("Accept", ""))
+        fmt, as_kind, _ = negotiate(request.headers.get("Accept", ""))
         q = request.query
         limit = _int_param(request, "limit") or 0
         token = q.get("continue", "")
@@ -603,7 +595,6 @@ class KubeAPI:
                     as_kind=as_kind,
                     list_meta=meta,
                     single=None,
-                    meta_version=meta_version,
                 ),
                 fmt,
             )
@@ -837,7 +828,8 @@ class KubeAPI:
     async def _watch(
         self, request: web.Request, res: Resource, ns: str, name: str
     ) -> web.StreamResponse:
-        _, as_kind, meta_version = negotiate(request.headers.get("Accept", ""))
+        accept = request.headers.get("Accept", "")
+        _, as_kind, _ = negotiate(accept)
         q = request.query
         if _bool_param(request, "sendInitialEvents"):
             raise _list_options_invalid(
@@ -878,7 +870,7 @@ class KubeAPI:
                     watch,
                     res,
                     as_kind=as_kind,
-                    meta_version=meta_version,
+                    table_version=tables.table_version(accept) or tables.TABLE_V1,
                     limit=timeout,
                     bookmarks=_bool_param(request, "allowWatchBookmarks"),
                 )
@@ -900,7 +892,7 @@ class KubeAPI:
         res: Resource,
         *,
         as_kind: str,
-        meta_version: str,
+        table_version: str,
         limit: int | None,
         bookmarks: bool,
     ) -> None:
@@ -943,12 +935,16 @@ class KubeAPI:
                 continue
             obj = ev["object"]
             if as_kind == "Table":
+                # Each event's Table carries that object's resourceVersion; only the
+                # first one carries the column definitions.
                 table = tables.to_table(
-                    res, [obj], now=self.clock.now(), with_column_definitions=first_table
+                    res,
+                    [obj],
+                    now=self.clock.now(),
+                    list_meta={"resourceVersion": obj.get("metadata", {}).get("resourceVersion")},
+                    with_column_definitions=first_table,
+                    api_version=table_version,
                 )
-                table["apiVersion"] = f"meta.k8s.io/{meta_version}"
-                if not first_table:
-                    table["columnDefinitions"] = None
                 first_table = False
                 ev = {"type": ev["type"], "object": table}
             await resp.write(encode(ev))
