@@ -55,8 +55,9 @@ ENV PATH=/opt/vnode/bin:$PATH \
 USER 65532:65532
 WORKDIR /var/lib/vnode
 
-# The kubelet API (HTTPS; the API server fetches logs here).
-EXPOSE 10250
+# The kubelet API (HTTPS; the API server fetches logs here), and /metrics + /healthz
+# (plain HTTP; vnode run --metrics-port).
+EXPOSE 10250 9090
 
 ENTRYPOINT ["vnode"]
 CMD ["run"]

@@ -132,10 +132,11 @@ def test_entrypoint_is_vnode() -> None:
     assert "vnode" in scripts
 
 
-def test_exposes_the_charts_kubelet_port() -> None:
+def test_exposes_the_charts_kubelet_and_metrics_ports() -> None:
     exposed = {p for ins in final() if ins.keyword == "EXPOSE" for p in ins.args.split()}
     chart = yaml.safe_load(CHART_VALUES.read_text())
-    assert str(chart["kubeletAPI"]["port"]) in exposed
+    assert {str(chart["kubeletAPI"]["port"]), str(chart["metrics"]["port"])} <= exposed
+    assert "10255" not in exposed  # the kubelet's read-only port stays closed
 
 
 def test_no_build_tools_in_the_final_image() -> None:

@@ -73,7 +73,9 @@ FULL: dict[str, Any] = {
     "vmPKI": {"existingSecret": "vnode-ca"},
     "extraArgs": ["--workers=16"],
     "extraEnv": [{"name": "VNODE_STATUS_PERIOD", "value": "5"}],
-    "podAnnotations": {"prometheus.io/scrape": "true"},
+    "podAnnotations": {"example.com/team": "ml"},
+    "logFormat": "text",
+    "metrics": {"port": 9100, "scrapeAnnotations": True},
 }
 
 
@@ -302,6 +304,8 @@ def test_default_values_reach_vnode(tmp_path: Path) -> None:
     assert s.kubelet_api.port == 10250
     assert str(s.kubelet_api.client_ca_file) == "/etc/vnode/client-ca/ca.crt"
     assert s.kubelet_api.cert_file is None
+    assert s.metrics.port == 9090
+    assert cli.build_parser().parse_args(c["args"]).run_log_format == "json"
     assert s.gce.project == "my-project"
     assert s.gce.zones == ("europe-west4-a",)
     assert s.gce.ca_dir == "/var/lib/vnode/vm-pki"
@@ -334,6 +338,8 @@ def test_every_value_reaches_vnode(tmp_path: Path) -> None:
     assert str(s.kubelet_api.cert_file) == "/etc/vnode/serving/tls.crt"
     assert str(s.kubelet_api.key_file) == "/etc/vnode/serving/tls.key"
     assert s.pods.workers == 16
+    assert s.metrics.port == 9100
+    assert cli.build_parser().parse_args(c["args"]).run_log_format == "text"
     g = s.gce
     assert g.project == "my-project"
     assert g.zones == ("us-central1-a", "us-central1-b")
@@ -364,12 +370,41 @@ def test_node_address_is_the_pod_ip() -> None:
     assert env["VNODE_POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
 
 
-def test_kubelet_port_and_probes() -> None:
+def test_ports_and_probes() -> None:
     c = container(objects({"kubeletAPI": {"port": 10260}}))
-    assert c["ports"] == [{"name": "kubelet", "containerPort": 10260, "protocol": "TCP"}]
+    assert c["ports"] == [
+        {"name": "kubelet", "containerPort": 10260, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+    ]
+    assert run_settings(c["args"]).metrics.port == 9090
+    # The metrics server's /healthz is plain HTTP and unauthenticated: the probes use it.
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}, probe
+
+
+def test_without_metrics_the_probes_only_connect() -> None:
+    c = container(objects({"metrics": {"enabled": False}}))
+    assert [p["name"] for p in c["ports"]] == ["kubelet"]
+    assert run_settings(c["args"]).metrics.port == -1  # vnode serves no metrics at all
     # The kubelet API refuses anonymous requests, so the probes only connect.
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert c[probe]["tcpSocket"] == {"port": "kubelet"}, probe
+
+
+def test_scrape_annotations_follow_the_metrics_port() -> None:
+    pod = one(objects(FULL), "Deployment")["spec"]["template"]["metadata"]
+    assert pod["annotations"]["prometheus.io/scrape"] == "true"
+    assert pod["annotations"]["prometheus.io/port"] == "9100"
+    assert pod["annotations"]["prometheus.io/path"] == "/metrics"
+    assert pod["annotations"]["example.com/team"] == "ml"
+    default = one(objects(), "Deployment")["spec"]["template"]["metadata"]
+    assert not any(k.startswith("prometheus.io/") for k in default["annotations"])
+
+
+def test_metrics_and_kubelet_ports_must_differ() -> None:
+    message = r"metrics\.port and kubeletAPI\.port must differ"
+    with pytest.raises(helm.HelmRenderError, match=message):
+        render({"metrics": {"port": 10250}})
 
 
 def test_security_context_is_restricted() -> None:
