@@ -64,6 +64,7 @@ FULL: dict[str, Any] = {
         "cniBridge": True,
         "serviceAccountTokens": False,
         "allowedHostPaths": ["/var/cache/models"],
+        "logName": "batch_containers",
     },
     "kubeletAPI": {
         "port": 10260,
@@ -311,7 +312,7 @@ def test_default_values_reach_vnode(tmp_path: Path) -> None:
     assert s.gce.ca_dir == "/var/lib/vnode/vm-pki"
     # Unset values leave vnode's own defaults alone.
     defaults = Settings().gce
-    for field in ("machine_families", "network", "subnetwork", "network_tags", "image"):
+    for field in ("machine_families", "network", "subnetwork", "network_tags", "image", "log_name"):
         assert getattr(s.gce, field) == getattr(defaults, field), field
     assert s.gce.delete_delay_seconds == defaults.delete_delay_seconds
     assert s.gce.max_run_duration_seconds == defaults.max_run_duration_seconds
@@ -356,6 +357,7 @@ def test_every_value_reaches_vnode(tmp_path: Path) -> None:
     assert g.delete_delay_seconds == 30
     assert g.max_run_duration_seconds == 10368000  # an integer, not 1.0368e+07
     assert g.allowed_host_paths == ("/var/cache/models",)
+    assert g.log_name == "batch_containers"
     assert {"name": "VNODE_STATUS_PERIOD", "value": "5"} in c["env"]
 
 

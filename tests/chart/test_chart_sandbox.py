@@ -59,7 +59,8 @@ def chart_vnode(
 ) -> Iterator[tuple[subprocess.Popen[bytes], list[dict[str, Any]], Path]]:
     values = {
         "node": {"name": NODE},
-        "gce": {"project": PROJECT, "zones": [ZONE], "deleteDelaySeconds": 1},
+        # The VM outlives the pod long enough for its logs to be read live from it.
+        "gce": {"project": PROJECT, "zones": [ZONE], "deleteDelaySeconds": 120},
     }
     objs = rendered(values)
     c = container(objs)
@@ -82,6 +83,8 @@ def chart_vnode(
     env = dict(kubeapi.env)
     env["VNODE_POD_IP"] = "127.0.0.1"  # what the downward API gives the pod
     env["VNODE_COMPUTE_ENDPOINT"] = compute.endpoint
+    # Nothing listens there: archived logs, never needed here, could not leave loopback.
+    env["VNODE_LOGGING_ENDPOINT"] = "127.0.0.1:9"
     log = tmp_path / "vnode.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "vnode.cli", *args], cwd=ROOT, env=env,
