@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import inspect
 import itertools
+import json
 import logging
 import os
 import re
@@ -514,6 +515,222 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
 
 
+# -- vnode render ---------------------------------------------------------------------------
+
+RENDER_ONLY = ("instance", "user-data")
+# Kinds whose pods come from a template: where the template is.
+POD_TEMPLATES = {
+    "Job": ("spec", "template"),
+    "Deployment": ("spec", "template"),
+    "StatefulSet": ("spec", "template"),
+    "DaemonSet": ("spec", "template"),
+    "ReplicaSet": ("spec", "template"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template"),
+}
+OFFLINE_ZONE = "us-central1-a"
+"""Whose machine types the built-in catalogue offers for a zone it does not know."""
+
+
+def _add_render(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "render",
+        help="print the VM (instances.insert body and cloud-init) vnode would create for a pod",
+        description="Print what vnode run --provider gce would send to Compute Engine for a "
+        "pod: the instances.insert body (machine type, disk, labels, scheduling, metadata) and "
+        "the cloud-init user-data, without calling any API. Certificates, tokens and a missing "
+        "pod uid are clearly marked placeholders. A pod vnode cannot run exits 1 with the "
+        "reason and message the pod would get. Settings come from the same flags and VNODE_* "
+        "variables as vnode run.",
+    )
+    p.add_argument(
+        "pod",
+        metavar="POD.yaml",
+        help="the pod (or a Job, Deployment, CronJob, ... whose pod template is used); - reads "
+        "stdin; further documents in the file are read like -f",
+    )
+    p.add_argument(
+        "-f",
+        "--file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        dest="render_files",
+        help="ConfigMaps and Secrets the pod refers to (repeatable; YAML or JSON, several "
+        "documents or a List); anything else it refers to is treated as not found",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=("yaml", "json"),
+        default="yaml",
+        help="output format (default: yaml, multi-line values as blocks)",
+    )
+    p.add_argument(
+        "--only",
+        choices=RENDER_ONLY,
+        help="print only the instance body, or only the cloud-init document (as text)",
+    )
+    p.add_argument("--node-name", metavar="NAME", help="the Node's name (default: vnode)")
+    p.add_argument(
+        "--machine-types",
+        metavar="FILE",
+        help="machineTypes.list items to choose from (e.g. gcloud compute machine-types list "
+        "--zones ZONE --format json); default: vnode's built-in offline catalogue",
+    )
+    _add_gce_flags(p)
+    p.set_defaults(func=_cmd_render, render_parser=p)
+
+
+def _yaml_documents(text: str, source: str) -> list[dict[str, Any]]:
+    import yaml
+
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source} is not valid YAML or JSON: {e}") from None
+    out: list[dict[str, Any]] = []
+    for doc in docs:
+        if not isinstance(doc, dict):
+            raise ConfigError(f"{source}: expected Kubernetes objects, found {type(doc).__name__}")
+        if doc.get("kind") == "List" or (
+            str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list)
+        ):
+            out.extend(i for i in doc["items"] if isinstance(i, dict))
+        else:
+            out.append(doc)
+    return out
+
+
+def _read_documents(name: str) -> list[dict[str, Any]]:
+    if name == "-":
+        return _yaml_documents(sys.stdin.read(), "stdin")
+    try:
+        text = Path(name).expanduser().read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read {name}: {e.strerror or e}") from None
+    return _yaml_documents(text, name)
+
+
+def _pod_of(obj: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The pod ``obj`` is, or the pod its template makes (named ``<name>-rendered``)."""
+    kind = obj.get("kind")
+    if kind == "Pod":
+        return dict(obj)
+    where = POD_TEMPLATES.get(str(kind))
+    if where is None:
+        return None
+    template: Any = obj
+    for key in where:
+        template = template.get(key) if isinstance(template, Mapping) else None
+    if not isinstance(template, Mapping):
+        raise ConfigError(f"{kind} {obj.get('metadata', {}).get('name')!r} has no pod template")
+    meta = dict(template.get("metadata") or {})
+    owner = obj.get("metadata") or {}
+    meta["name"] = f"{owner.get('name') or str(kind).lower()}-rendered"
+    if owner.get("namespace"):
+        meta.setdefault("namespace", owner["namespace"])
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template.get("spec")}
+
+
+def _machine_types(args: argparse.Namespace, project: str) -> tuple[Any, str]:
+    """The catalogue for render: a file, else the sandbox's offline one; and a note."""
+    if args.machine_types:
+        items = _read_documents(args.machine_types)
+        return (lambda zone: items), ""
+    from vnode.sandbox.compute.catalogue import ZONES, to_resource, zone_shapes
+
+    base = "https://compute.googleapis.com/compute/v1"
+
+    def offline(zone: str) -> list[dict[str, Any]]:
+        known = zone if zone in ZONES else OFFLINE_ZONE
+        return [to_resource(s, zone, base, project or "project") for s in zone_shapes(known)]
+
+    return offline, (
+        "machine types come from vnode's built-in offline catalogue (E2, N2, C3, G2 shapes; "
+        "your zone may offer other ones: --machine-types FILE gives the real list)"
+    )
+
+
+def _dump(data: Any, output: str) -> str:
+    if output == "json":
+        return json.dumps(data, indent=2) + "\n"
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump(data, Dumper=Dumper, sort_keys=False, width=100)
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from vnode.errors import VnodeError
+    from vnode.gce.render import OfflineCluster, render_pod
+    from vnode.settings import validate_gce
+
+    root = logging.getLogger()
+    if root.level == logging.INFO:  # the provider's progress lines are noise here
+        root.setLevel(logging.WARNING)
+    try:
+        values = _from_env(args, args.render_parser, os.environ)
+        gce = _gce_settings(values)
+        validate_gce(gce, in_use=False)
+        if not gce.zones:
+            raise ConfigError("give the zone(s) vnode places VMs in: --zone (or VNODE_ZONE)")
+        node = values.get("--node-name") or NodeSettings().name
+        docs = _read_documents(args.pod)
+        pods = [p for p in (_pod_of(d) for d in docs) if p is not None]
+        if not pods:
+            raise ConfigError(f"{args.pod} holds no Pod (nor a Job, Deployment, ... template)")
+        if len(pods) > 1:
+            raise ConfigError(f"{args.pod} holds {len(pods)} pods; render one at a time")
+        objects = [d for d in docs if d.get("kind") in ("ConfigMap", "Secret")]
+        for name in args.render_files:
+            objects.extend(_read_documents(name))
+        machine_types, note = _machine_types(args, gce.project)
+    except ConfigError as e:
+        print(f"vnode render: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        rendered = asyncio.run(
+            render_pod(
+                pods[0], gce, node_name=node, machine_types=machine_types,
+                cluster=OfflineCluster(objects),
+            )
+        )  # fmt: skip
+    except VnodeError as e:
+        print(
+            f"vnode render: the pod cannot run on a vnode VM: {e.pod_reason}: {e}", file=sys.stderr
+        )
+        return 1
+    for type_, reason, message in rendered.events:
+        if type_ == "Warning":
+            print(f"vnode render: warning: {reason}: {message}", file=sys.stderr)
+    if note:
+        print(f"vnode render: note: {note}", file=sys.stderr)
+    print(
+        "vnode render: note: placeholders for what exists only at create time: "
+        + "; ".join(rendered.placeholders),
+        file=sys.stderr,
+    )
+    if args.only == "user-data":
+        sys.stdout.write(rendered.user_data)
+    elif args.only == "instance":
+        sys.stdout.write(_dump(rendered.instance, args.output))
+    else:
+        document = {
+            "zone": rendered.zone,
+            "requestId": rendered.request_id,
+            "instance": rendered.instance,
+        }
+        sys.stdout.write(_dump(document, args.output))
+    return 0
+
+
 # -- the command --------------------------------------------------------------------------
 
 
@@ -540,6 +757,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("version", help="print the version").set_defaults(func=_cmd_version)
     _add_run(sub)
     _add_sandbox(sub)
+    _add_render(sub)
     _add_demo(sub)
     return parser
 
