@@ -17,11 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import helm_python as helm
 import pytest
 import yaml
 from kubernetes import client as k8s_client
 
-from tests.chart.test_chart import container, one, render
+from tests.chart.test_chart import CHART, NAMESPACE, container, one, render
 from tests.conftest import RunningKubeAPI
 from tests.sandbox.compute_harness import PROJECT, ZONE, RunningCompute, running_compute
 from tests.waiting import wait_for
@@ -142,3 +143,22 @@ def test_helm_test_pod_succeeds_on_the_charts_vnode(
     assert core.read_namespaced_pod(name, namespace).spec.node_name == NODE
     logs = core.read_namespaced_pod_log(name, namespace)
     assert "vnode ran this pod on" in logs
+
+
+def test_upgrade_keeps_the_vm_cas_in_the_cluster(kubeapi: RunningKubeAPI, k8s: Any) -> None:
+    """A render against the cluster (what `helm upgrade` does) reuses the Secret it finds."""
+    core = k8s_client.CoreV1Api(k8s)
+    core.create_namespace({"metadata": {"name": NAMESPACE}})
+    first = one(rendered({}), "Secret")
+    core.create_namespaced_secret(NAMESPACE, first)
+    config = helm.Config(kubeconfig_path=kubeapi.kubeconfig, namespace=NAMESPACE)
+    try:
+        out = config.render(helm.Chart.load(CHART), {}, name="vnode", namespace=NAMESPACE,
+                            is_upgrade=True)  # fmt: skip
+    finally:
+        config.close()
+    again = yaml.safe_load(out["vnode/templates/vm-pki-secret.yaml"])
+    assert again["data"] == first["data"]
+    # Offline, there is nothing to look up: every render makes new CAs (hence the
+    # values.yaml advice to give an existing Secret to `helm template` users).
+    assert one(rendered({}), "Secret")["data"] != first["data"]
