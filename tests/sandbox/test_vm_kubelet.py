@@ -9,6 +9,7 @@ said. Timings are scaled down; only orders and shapes are compared, never durati
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -62,8 +63,9 @@ async def booted(
     pki = Pki.create(ip, NODE)
     text = user_data(pki, config=config, manifests=manifests)
     meta = vm_options.pop("metadata", {})
+    timings = vm_options.pop("timings", FAST)
     vm = SimulatedVM(
-        instance("vm-under-test", ip, text, **meta), tmp_path / "vms", timings=FAST, **vm_options
+        instance("vm-under-test", ip, text, **meta), tmp_path / "vms", timings=timings, **vm_options
     )
     await vm.start()
     assert vm.boot_error is None, vm.boot_error
@@ -671,3 +673,27 @@ async def test_a_sidecar_runs_beside_the_job_and_stops_with_it(tmp_path: Path) -
         assert status["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
         init_cond = next(c for c in status["conditions"] if c["type"] == "Initialized")
         assert (init_cond["status"], init_cond.get("reason")) == ("True", "PodCompleted")
+
+
+async def test_container_logs_rotate_at_the_configured_size(tmp_path: Path) -> None:
+    config = kubelet_config(containerLogMaxSize="2Ki", containerLogMaxFiles=2)
+    manifest = (
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: chatty}\nspec:\n  hostNetwork: true\n"
+        "  containers:\n  - name: c\n    image: busybox\n    command: [/bin/sh, -c, "
+        "'i=0; while [ $i -lt 100 ]; do echo line $i; i=$((i+1)); done; sleep 600']\n"
+    )
+    timings = dataclasses.replace(FAST, log_monitor=0.1)
+    async with booted(tmp_path, {"chatty.yaml": manifest}, config=config, timings=timings) as (
+        vm,
+        client,
+    ):
+        log_dir = vm.root / "var/log/pods"
+
+        def files() -> list[str]:
+            return sorted(p.name for p in log_dir.glob("*/c/*"))
+
+        await _until(_async(lambda: len(files()) == 2))
+        assert files()[0] == "0.log" and files()[1].startswith("0.log.")
+        status, _, body = await client.get("/containerLogs/default/chatty-standalone-node/c")
+        # The kubelet serves the current file only: the head went with the rotation.
+        assert status == 200 and b"line 0\n" not in body

@@ -184,3 +184,62 @@ def test_timestamps_trim_zeros_in_files_and_keep_nine_digits_over_http() -> None
     assert format_ns(ns) == "2026-11-23T20:02:04.81937376Z"
     assert format_ns(ns, fixed=True) == "2026-11-23T20:02:04.819373760Z"
     assert format_ns(parse_ns("2026-11-23T20:02:04Z")) == "2026-11-23T20:02:04Z"
+
+
+def test_rotation_keeps_max_files_and_gzips_all_but_the_newest(tmp_path: Path) -> None:
+    import datetime as dt
+    import gzip
+
+    from vnode.sandbox.vm.crilog import rotate_logs
+
+    ns = iter(range(1_795_464_000_000_000_000, 1_795_465_000_000_000_000, 1000))
+    w = CriLogWriter(tmp_path / "c" / "0.log", lambda: next(ns))
+    start = dt.datetime(2026, 11, 23, 20, 0, 0, tzinfo=dt.UTC)
+    for i in range(4):
+        w.write("stdout", f"line {i}\n".encode() * 10)
+        assert rotate_logs(w, 100, 3, start + dt.timedelta(seconds=i))
+    assert not rotate_logs(w, 100, 3, start)  # the fresh file is small
+    names = sorted(p.name for p in (tmp_path / "c").iterdir())
+    assert names == ["0.log", "0.log.20261123-200002.gz", "0.log.20261123-200003"]
+    old = gzip.decompress((tmp_path / "c/0.log.20261123-200002.gz").read_bytes())
+    assert old.count(b" stdout F line 2") == 10
+    w.write("stdout", b"after\n")
+    w.close()
+    assert (tmp_path / "c/0.log").read_bytes().endswith(b" stdout F after\n")
+
+
+async def test_follow_continues_in_the_new_file_after_rotation(tmp_path: Path) -> None:
+    import asyncio
+    import datetime as dt
+
+    from vnode.sandbox.vm.crilog import rotate_logs
+
+    ns = iter(range(1_795_464_000_000_000_000, 1_795_465_000_000_000_000, 1000))
+    path = tmp_path / "0.log"
+    w = CriLogWriter(path, lambda: next(ns))
+    w.write("stdout", b"one\n")
+    got = bytearray()
+    running = True
+
+    async def write(data: bytes) -> None:
+        got.extend(data)
+
+    task = asyncio.create_task(
+        stream_log(
+            path, LogOptions(follow=True), write, now_ns=0, running=lambda: running, poll=0.01
+        )
+    )
+    async with asyncio.timeout(5):
+        while got != b"one\n":  # noqa: ASYNC110 - the reader fills it
+            await asyncio.sleep(0.01)
+    w.write("stdout", b"two\n")
+    rotate_logs(w, 1, 5, dt.datetime(2026, 11, 23, tzinfo=dt.UTC))
+    w.write("stdout", b"three\n")
+    async with asyncio.timeout(5):
+        while got != b"one\ntwo\nthree\n":  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    running = False
+    w.close()
+    async with asyncio.timeout(5):
+        await task
+    assert bytes(got) == b"one\ntwo\nthree\n"

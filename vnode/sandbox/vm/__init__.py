@@ -25,7 +25,7 @@ Where the simulation stops short of a real VM:
   real kubelet completes the handshake and answers 401.
 - The pod UID is a stable hash of the manifest, the node and the file, but not the same
   hash as Go's (which hashes Go's in-memory dump of the pod).
-- Container logs are not rotated; gRPC probes always fail.
+- gRPC probes always fail.
 """
 
 from vnode.sandbox.vm.machine import SimulatedVM, vm_factory

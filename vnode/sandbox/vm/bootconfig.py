@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from vnode.sandbox.kubeapi import quantity
 from vnode.sandbox.vm.cloudinit import CloudConfig, host_path
 
 
@@ -50,6 +51,9 @@ class KubeletSetup:
     webhook_authn: bool = True
     authorization_mode: str = "Webhook"
     pod_logs_dir: str = "/var/log/pods"
+    container_log_max_size: int = 10 * 1024 * 1024
+    container_log_max_files: int = 5
+    container_log_monitor_interval: float = 10.0
     root_dir: str = "/var/lib/kubelet"
     config_path: str = ""
     flags: dict[str, str] = field(default_factory=dict)
@@ -174,6 +178,13 @@ def _duration(value: Any, default: float) -> float:
     return total
 
 
+def _quantity(value: Any) -> int:
+    try:
+        return quantity.value(value)
+    except ValueError as e:
+        raise KubeletBootError(f"invalid containerLogMaxSize {value!r}: {e}") from e
+
+
 def _bool(value: str) -> bool:
     return value.lower() in ("1", "t", "true")
 
@@ -266,6 +277,9 @@ def load(
         webhook_authn=webhook,
         authorization_mode=mode,
         pod_logs_dir=str(cfg.get("podLogsDir", "/var/log/pods")),
+        container_log_max_size=_quantity(cfg.get("containerLogMaxSize", "10Mi")),
+        container_log_max_files=int(cfg.get("containerLogMaxFiles", 5)),
+        container_log_monitor_interval=_duration(cfg.get("containerLogMonitorInterval"), 10.0),
         root_dir=flags.get("root-dir", "/var/lib/kubelet"),
         config_path=config_path,
         flags=flags,

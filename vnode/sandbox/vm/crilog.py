@@ -4,7 +4,8 @@ Each line is ``<RFC3339Nano> <stdout|stderr> <P|F> <content>\\n``: the timestamp
 when the runtime read the output (trailing zeros of the fraction trimmed), ``F`` ends a
 line of the container's output, ``P`` is a piece of a longer one. containerd cuts a line
 into ``P`` pieces of exactly 16 KiB and ends it with an ``F`` piece; output still
-unterminated when the container exits is written as ``P``. The kubelet reads them back
+unterminated when the container exits is written as ``P``. Past ``containerLogMaxSize``
+the file is rotated (:func:`rotate_logs`). The kubelet reads them back
 joined: a ``P`` piece adds no newline and, with timestamps, only the first piece of a
 line carries one.
 """
@@ -12,6 +13,7 @@ line carries one.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,6 +103,19 @@ class CriLogWriter:
             else:
                 break
 
+    @property
+    def size(self) -> int:
+        return self._file.tell()
+
+    def rotate(self, rotated: Path) -> None:
+        """Move the current file aside and carry on in a fresh one, as the kubelet's log
+        manager does (it renames the file and asks the runtime to reopen)."""
+        self._file.close()
+        os.rename(self.path, rotated)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        os.chmod(self.path, 0o640)
+        self._file = os.fdopen(fd, "ab", buffering=0)
+
     def close(self) -> None:
         """The container is gone: unterminated output is written as a final P piece."""
         for stream, buf in self._pending.items():
@@ -137,3 +152,27 @@ def parse_line(raw: bytes) -> CriLine | None:
     tag = parts[2]
     content = parts[3] if len(parts) == 4 else b""
     return CriLine(ts, stream, tag == b"P", content)
+
+
+def rotate_logs(writer: CriLogWriter, max_size: int, max_files: int, now: dt.datetime) -> bool:
+    """Rotate ``writer``'s file when it is over ``max_size`` bytes; keep ``max_files``
+    files in all (the current one, the newest rotated one as is, older ones gzipped)."""
+    if writer.size <= max_size or max_files < 2:
+        return False
+    path = writer.path
+    stamp = now.astimezone(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    writer.rotate(path.with_name(f"{path.name}.{stamp}"))
+    rotated = sorted(
+        (p for p in path.parent.glob(f"{path.name}.*") if p.name != path.name),
+        key=lambda p: p.name.removesuffix(".gz"),
+    )
+    for old in rotated[:-1]:
+        if not old.name.endswith(".gz"):
+            gz = old.with_name(old.name + ".gz")
+            with open(old, "rb") as src, gzip.open(gz, "wb") as dst:
+                dst.write(src.read())
+            old.unlink()
+    rotated = sorted(path.parent.glob(f"{path.name}.*"), key=lambda p: p.name.removesuffix(".gz"))
+    for old in rotated[: max(0, len(rotated) - (max_files - 1))]:
+        old.unlink()
+    return True

@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from vnode.sandbox.vm.bootconfig import KubeletSetup
-from vnode.sandbox.vm.crilog import format_ns
+from vnode.sandbox.vm.crilog import format_ns, rotate_logs
 from vnode.sandbox.vm.manifests import Manifest, ManifestFolder
 from vnode.sandbox.vm.pods import PodHost, PodWorker
 from vnode.sandbox.vm.podspec import static_pod
@@ -34,6 +34,7 @@ class Kubelet:
             else None
         )
         self._task: asyncio.Task[None] | None = None
+        self._rotation: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()
         self.started_at = host.clock.now()
 
@@ -56,12 +57,16 @@ class Kubelet:
     async def start(self) -> None:
         self.sync_manifests()
         self._task = asyncio.create_task(self._watch(), name=f"kubelet-{self.setup.node_name}")
+        self._rotation = asyncio.create_task(
+            self._rotate_logs(), name=f"kubelet-logs-{self.setup.node_name}"
+        )
 
     async def stop(self, grace: float | None = None) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._rotation):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         workers = list(self.workers.values())
         self.workers.clear()
         await asyncio.gather(*(w.stop(grace) for w in workers))
@@ -76,6 +81,27 @@ class Kubelet:
                 self.sync_manifests()
             except Exception:
                 log.exception("kubelet %s: manifest scan failed", self.setup.node_name)
+
+    async def _rotate_logs(self) -> None:
+        """containerLogMaxSize/MaxFiles: the kubelet's log manager, every monitor interval."""
+        setup = self.setup
+        period = min(setup.container_log_monitor_interval, self.host.timings.log_monitor)
+        while True:
+            await self.host.clock.sleep(period)
+            for worker in list(self.workers.values()):
+                for view in [*worker.init_views, *worker.app_views]:
+                    inst = view.state[1] if view.state[0] == "running" else None
+                    if inst is None or inst.writer is None:
+                        continue
+                    try:
+                        rotate_logs(
+                            inst.writer,
+                            setup.container_log_max_size,
+                            setup.container_log_max_files,
+                            self.host.clock.now(),
+                        )
+                    except OSError:
+                        log.exception("log rotation failed for %s", inst.log_path)
 
     def sync_manifests(self) -> None:
         if self._folder is None:

@@ -133,6 +133,14 @@ def tail_offset(path: Path, lines: int, block: int = 64 * 1024) -> int:
     return 0
 
 
+def _rotated(path: Path, fd: int) -> bool:
+    """The file at ``path`` is no longer the one open as ``fd``."""
+    try:
+        return os.stat(path).st_ino != os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
 Write = Callable[[bytes], Awaitable[None]]
 
 
@@ -172,35 +180,43 @@ async def stream_log(
     if path is None or not path.exists():  # noqa: ASYNC240 - local files, read in small steps
         return
     offset = tail_offset(path, opts.tail_lines) if opts.tail_lines is not None else 0
-    new_line = True
+    state = {"new_line": True}
     rest = b""
+
+    async def emit(data: bytes) -> None:
+        nonlocal rest
+        rest += data
+        *lines, rest = rest.split(b"\n")
+        for raw in lines:
+            line = parse_line(raw)
+            if line is None or (since is not None and line.ts_ns < since):
+                continue
+            prefix = b""
+            if opts.timestamps and state["new_line"]:
+                prefix = format_ns(line.ts_ns, fixed=True).encode() + b" "
+            await out.put(prefix + line.content + (b"" if line.partial else b"\n"))
+            state["new_line"] = not line.partial
+
+    f = open(path, "rb")  # noqa: ASYNC230, SIM115 - local files, read in small steps
     try:
-        with open(path, "rb") as f:  # noqa: ASYNC230 - local files, read in small steps
-            f.seek(offset)
-            while True:
-                # Decide before reading, so output written just before the exit is not lost.
-                alive = opts.follow and running()
-                data = f.read(256 * 1024)
-                if data:
-                    rest += data
-                    *lines, rest = rest.split(b"\n")
-                    for raw in lines:
-                        line = parse_line(raw)
-                        if line is None:
-                            continue
-                        if since is not None and line.ts_ns < since:
-                            continue
-                        prefix = b""
-                        if opts.timestamps and new_line:
-                            prefix = format_ns(line.ts_ns, fixed=True).encode() + b" "
-                        await out.put(prefix + line.content + (b"" if line.partial else b"\n"))
-                        new_line = not line.partial
-                    continue
-                if not alive:
-                    return
-                await asyncio.sleep(poll)
-                # The kubelet reopens the file when it is rotated away; ours never rotate.
-                if not os.path.exists(path):  # noqa: ASYNC240
-                    return
+        f.seek(offset)
+        while True:
+            # Decide before reading, so output written just before the exit is not lost.
+            alive = opts.follow and running()
+            data = f.read(256 * 1024)
+            if data:
+                await emit(data)
+                continue
+            if not alive:
+                return
+            await asyncio.sleep(poll)
+            if _rotated(path, f.fileno()):
+                # Rotated away: finish the old file, then go on in the new one.
+                await emit(f.read())
+                f.close()
+                f = open(path, "rb")  # noqa: ASYNC230, SIM115
+                rest = b""
     except _Limit:
         return
+    finally:
+        f.close()

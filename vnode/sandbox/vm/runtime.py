@@ -70,7 +70,7 @@ class Instance:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     _proc: asyncio.subprocess.Process | None = None
     _pumps: list[asyncio.Task[None]] = field(default_factory=list)
-    _writer: CriLogWriter | None = None
+    writer: CriLogWriter | None = None  # while the process runs
     _reaper: asyncio.Task[None] | None = None
 
     @property
@@ -153,7 +153,7 @@ async def start(
         inst.done.set()
         return inst
     inst._proc = proc
-    inst._writer = writer
+    inst.writer = writer
     inst.pid = proc.pid
     inst.started_at = now()
 
@@ -178,6 +178,7 @@ async def start(
         _, pending = await asyncio.wait(inst._pumps, timeout=drain)
         for task in pending:
             task.cancel()
+        inst.writer = None
         writer.close()
         inst.exit_code = code if code >= 0 else 128 - code
         inst.finished_at = now()

@@ -21,6 +21,7 @@ class Timings:
     manifest_poll: float = 0.1  # how fast a manifest change is noticed (inotify)
     log_poll: float = 0.02  # follow=true: how often the file is checked for new output
     drain: float = 0.5  # after exit, how long output still held by children is awaited
+    log_monitor: float = 10.0  # how often log sizes are checked for rotation (at most)
 
     def scaled(self, factor: float) -> Timings:
         return replace(
@@ -30,6 +31,7 @@ class Timings:
             backoff_initial=self.backoff_initial * factor,
             backoff_max=self.backoff_max * factor,
             sandbox_teardown=self.sandbox_teardown * factor,
+            log_monitor=self.log_monitor * factor,
         )
 
 
