@@ -180,11 +180,11 @@ async def stream_log(
     if path is None or not path.exists():  # noqa: ASYNC240 - local files, read in small steps
         return
     offset = tail_offset(path, opts.tail_lines) if opts.tail_lines is not None else 0
-    state = {"new_line": True}
+    new_line = True  # the next piece starts a line (and gets a timestamp)
     rest = b""
 
     async def emit(data: bytes) -> None:
-        nonlocal rest
+        nonlocal rest, new_line
         rest += data
         *lines, rest = rest.split(b"\n")
         for raw in lines:
@@ -192,10 +192,10 @@ async def stream_log(
             if line is None or (since is not None and line.ts_ns < since):
                 continue
             prefix = b""
-            if opts.timestamps and state["new_line"]:
+            if opts.timestamps and new_line:
                 prefix = format_ns(line.ts_ns, fixed=True).encode() + b" "
             await out.put(prefix + line.content + (b"" if line.partial else b"\n"))
-            state["new_line"] = not line.partial
+            new_line = not line.partial
 
     f = open(path, "rb")  # noqa: ASYNC230, SIM115 - local files, read in small steps
     try:
