@@ -587,7 +587,10 @@ def _yaml_documents(text: str, source: str) -> list[dict[str, Any]]:
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as e:
-        raise ConfigError(f"{source} is not valid YAML or JSON: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        why = getattr(e, "problem", None) or " ".join(str(e).split())
+        raise ConfigError(f"{source} is not valid YAML or JSON: {why}{where}") from None
     out: list[dict[str, Any]] = []
     for doc in docs:
         if not isinstance(doc, dict):
@@ -635,7 +638,17 @@ def _pod_of(obj: Mapping[str, Any]) -> dict[str, Any] | None:
 def _machine_types(args: argparse.Namespace, project: str) -> tuple[Any, str]:
     """The catalogue for render: a file, else the sandbox's offline one; and a note."""
     if args.machine_types:
-        items = _read_documents(args.machine_types)
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(Path(args.machine_types).expanduser().read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"cannot read machine types from {args.machine_types}: {e}") from None
+        items = loaded.get("items") if isinstance(loaded, dict) else loaded
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise ConfigError(
+                f"{args.machine_types}: expected a list of machine types (or an object with items)"
+            )
         return (lambda zone: items), ""
     from vnode.sandbox.compute.catalogue import ZONES, to_resource, zone_shapes
 
