@@ -202,7 +202,7 @@ def test_crud_on_every_stored_kind(k8s: Any, kubeapi: RunningKubeAPI) -> None:
     v1.delete_namespaced_event("e", ns)
     events.delete_namespaced_event("e2", ns)
     coord.delete_namespaced_lease("l", ns)
-    batch.delete_namespaced_job("j", ns)
+    batch.delete_namespaced_job("j", ns, propagation_policy="Background")
     v1.delete_node("n1")
     v1.delete_namespace("ns1")
     v1.delete_namespaced_pod("web", ns)  # unscheduled: removed at once

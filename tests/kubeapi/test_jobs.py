@@ -246,7 +246,7 @@ async def test_deleted_pod_counts_as_failed_and_is_replaced(env: SimpleNamespace
 async def test_deleting_a_job_deletes_its_pods(env: SimpleNamespace) -> None:
     make_job(env.store, "gone", parallelism=2, completions=4)
     await eventually(lambda: len(live(env.store, "gone")) == 2)
-    env.store.delete(JOBS, "default", "gone")
+    env.store.delete(JOBS, "default", "gone", propagation_policy="Background")
     await eventually(lambda: not job_pods(env.store, "gone"))
 
 

@@ -41,7 +41,13 @@ from vnode.sandbox.kubeapi import (
 )
 from vnode.sandbox.kubeapi.resources import Resource
 from vnode.sandbox.kubeapi.status import StatusError, bad_request, method_not_allowed
-from vnode.sandbox.kubeapi.store import Obj, Store, Watch
+from vnode.sandbox.kubeapi.store import (
+    DEFAULT_ORPHAN,
+    PROPAGATION_POLICIES,
+    Obj,
+    Store,
+    Watch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -778,6 +784,7 @@ class KubeAPI:
         if grace is None:
             grace = _int_param(request, "gracePeriodSeconds")
         dry = _dry_run(request) or "All" in (options.get("dryRun") or [])
+        policy, orphan, warnings = _propagation(request, res, options)
         answer = self.store.delete(
             res,
             ns,
@@ -785,8 +792,10 @@ class KubeAPI:
             grace_period_seconds=grace,
             preconditions=options.get("preconditions"),
             dry_run=dry,
+            propagation_policy=policy,
+            orphan_dependents=orphan,
         )
-        return _render(answer, fmt)
+        return self._with_warnings(_render(answer, fmt), warnings)
 
     async def _delete_collection(
         self, request: web.Request, res: Resource, ns: str
@@ -796,6 +805,7 @@ class KubeAPI:
         grace = options.get("gracePeriodSeconds")
         if grace is None:
             grace = _int_param(request, "gracePeriodSeconds")
+        policy, orphan, warnings = _propagation(request, res, options)
         items, _ = self.store.list(
             res,
             ns,
@@ -812,16 +822,21 @@ class KubeAPI:
                     meta["name"],
                     grace_period_seconds=grace,
                     dry_run=_dry_run(request),
+                    propagation_policy=policy,
+                    orphan_dependents=orphan,
                 )
                 deleted.append(out if out.get("kind") != "Status" else obj)
-        return _render(
-            {
-                "kind": f"{res.kind}List",
-                "apiVersion": res.api_version,
-                "metadata": {"resourceVersion": str(self.store.resource_version)},
-                "items": deleted,
-            },
-            fmt,
+        return self._with_warnings(
+            _render(
+                {
+                    "kind": f"{res.kind}List",
+                    "apiVersion": res.api_version,
+                    "metadata": {"resourceVersion": str(self.store.resource_version)},
+                    "items": deleted,
+                },
+                fmt,
+            ),
+            warnings,
         )
 
     # -------------------------------------------------------------------- watch
@@ -990,6 +1005,53 @@ async def _delete_options(request: web.Request) -> Obj:
             "application/vnd.kubernetes.protobuf"
         ) from None
     return options if isinstance(options, dict) else {}
+
+
+_JOB_ORPHAN_WARNING = (
+    "child pods are preserved by default when jobs are deleted; set "
+    "propagationPolicy=Background to remove them or set propagationPolicy=Orphan to "
+    "suppress this warning"
+)
+
+
+def _propagation(
+    request: web.Request, res: Resource, options: Obj
+) -> tuple[str | None, bool | None, list[str]]:
+    """(propagationPolicy, orphanDependents, warnings) of a DELETE: body, else query.
+
+    A Job deleted with neither set keeps its pods (the legacy batch/v1 default), and the
+    real server says so in a warning.
+    """
+    policy = options.get("propagationPolicy")
+    if policy is None:
+        policy = request.query.get("propagationPolicy") or None
+    orphan = options.get("orphanDependents")
+    if orphan is None and request.query.get("orphanDependents"):
+        orphan = _bool_param(request, "orphanDependents")
+    if policy is not None and policy not in PROPAGATION_POLICIES:
+        raise _delete_options_invalid(
+            "propagationPolicy",
+            f'Unsupported value: "{policy}": supported values: '
+            + ", ".join(f'"{p}"' for p in PROPAGATION_POLICIES),
+            "FieldValueNotSupported",
+        )
+    warnings: list[str] = []
+    if policy is None and orphan is None and (res.group, res.plural) in DEFAULT_ORPHAN:
+        warnings.append(_JOB_ORPHAN_WARNING)
+    return policy, (bool(orphan) if orphan is not None else None), warnings
+
+
+def _delete_options_invalid(field_name: str, message: str, reason: str) -> StatusError:
+    return StatusError(
+        422,
+        "Invalid",
+        f'DeleteOptions.meta.k8s.io "" is invalid: {field_name}: {message}',
+        details={
+            "group": "meta.k8s.io",
+            "kind": "DeleteOptions",
+            "causes": [{"reason": reason, "message": message, "field": field_name}],
+        },
+    )
 
 
 def _apply_body(body: bytes) -> Obj:

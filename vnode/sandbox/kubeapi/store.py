@@ -46,6 +46,13 @@ GENERATION_KINDS = frozenset({("", "pods"), ("batch", "jobs")})
 # Status (``ReturnDeletedObject`` in their storage).
 RETURNS_DELETED_OBJECT = frozenset({("", "pods"), ("", "serviceaccounts")})
 
+# Kinds whose default deletion propagation is Orphan: batch/v1 Jobs, kept that way for
+# compatibility (every other kind defaults to Background).
+DEFAULT_ORPHAN = frozenset({("batch", "jobs")})
+ORPHAN_FINALIZER = "orphan"
+FOREGROUND_FINALIZER = "foregroundDeletion"
+PROPAGATION_POLICIES = ("Foreground", "Background", "Orphan")
+
 # The alphabet Kubernetes uses for generated name suffixes (no vowels, no 0/1/3).
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -88,6 +95,41 @@ def _clone(value: Any) -> Any:
     if isinstance(value, list):
         return [_clone(v) for v in value]
     return value
+
+
+def gc_finalizers(
+    key: tuple[str, str],
+    finalizers: list[str],
+    propagation_policy: str | None,
+    orphan_dependents: bool | None,
+) -> list[str]:
+    """The finalizers a DELETE leaves on an object, as the garbage collector wants them.
+
+    An explicit ``orphanDependents`` or ``propagationPolicy`` decides; without one a
+    finalizer already on the object keeps its policy, else the kind's default does.
+    Orphan asks for ``orphan``, Foreground for ``foregroundDeletion``, Background for
+    neither; the finalizer of the policy not chosen is taken away.
+    """
+    if orphan_dependents is not None:
+        orphan, foreground = orphan_dependents, False
+    elif propagation_policy is not None:
+        orphan = propagation_policy == "Orphan"
+        foreground = propagation_policy == "Foreground"
+    elif ORPHAN_FINALIZER in finalizers or FOREGROUND_FINALIZER in finalizers:
+        first = next(f for f in finalizers if f in (ORPHAN_FINALIZER, FOREGROUND_FINALIZER))
+        orphan, foreground = first == ORPHAN_FINALIZER, first == FOREGROUND_FINALIZER
+    else:
+        orphan, foreground = key in DEFAULT_ORPHAN, False
+    out = [
+        f
+        for f in finalizers
+        if (f != ORPHAN_FINALIZER or orphan) and (f != FOREGROUND_FINALIZER or foreground)
+    ]
+    if orphan and ORPHAN_FINALIZER not in out:
+        out.append(ORPHAN_FINALIZER)
+    if foreground and FOREGROUND_FINALIZER not in out:
+        out.append(FOREGROUND_FINALIZER)
+    return out
 
 
 def generate_suffix() -> str:
@@ -924,11 +966,15 @@ class Store:
         grace_period_seconds: int | None = None,
         preconditions: dict[str, Any] | None = None,
         dry_run: bool = False,
+        propagation_policy: str | None = None,
+        orphan_dependents: bool | None = None,
     ) -> Obj:
         """Delete (or start deleting) an object; returns what the API answers with.
 
         That is the object itself while it lingers (graceful deletion, finalizers) or for
         kinds that return deleted objects, else a ``Status`` of ``Success``.
+        ``propagation_policy`` / ``orphan_dependents`` are the DeleteOptions: they become
+        the ``orphan`` / ``foregroundDeletion`` finalizers (see :func:`gc_finalizers`).
         """
         sres = self._storage_res(res)
         old = self._stored(res, namespace, name)
@@ -963,14 +1009,28 @@ class Store:
         now = self._now()
         new = clone(old)
         nmeta = new["metadata"]
-        finalizers = bool(meta.get("finalizers"))
+        wanted = gc_finalizers(
+            sres.storage_key,
+            list(meta.get("finalizers") or []),
+            propagation_policy,
+            orphan_dependents,
+        )
+        if wanted:
+            nmeta["finalizers"] = wanted
+        else:
+            nmeta.pop("finalizers", None)
+        finalizers_changed = wanted != list(meta.get("finalizers") or [])
+        finalizers = bool(wanted)
         if meta.get("deletionTimestamp"):
             # Already being deleted: a later DELETE may only shorten the grace period.
             current = meta.get("deletionGracePeriodSeconds") or 0
             if not graceful or grace >= current:
-                return self.view(res, old)
-            nmeta["deletionTimestamp"] = rfc3339(now + dt.timedelta(seconds=grace))
-            nmeta["deletionGracePeriodSeconds"] = grace
+                if not finalizers_changed:
+                    return self.view(res, old)
+                grace = current  # only the finalizers change
+            else:
+                nmeta["deletionTimestamp"] = rfc3339(now + dt.timedelta(seconds=grace))
+                nmeta["deletionGracePeriodSeconds"] = grace
         elif graceful or finalizers:
             nmeta["deletionTimestamp"] = rfc3339(now + dt.timedelta(seconds=grace))
             nmeta["deletionGracePeriodSeconds"] = grace
