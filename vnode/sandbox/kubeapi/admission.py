@@ -346,11 +346,32 @@ def default(res: Resource, obj: Obj) -> None:
                 meta[m] = dict(sorted(meta[m].items()))
 
 
-def reset_status_on_create(res: Resource, obj: Obj) -> None:
-    """Status a client may not set on create (pods, jobs, namespaces start fresh)."""
+SCHEDULING_GATED_MESSAGE = "Scheduling is blocked due to non-empty scheduling gates"
+
+
+def reset_status_on_create(res: Resource, obj: Obj, *, now: str | None = None) -> None:
+    """Status a client may not set on create (pods, jobs, namespaces start fresh).
+
+    A pod created with scheduling gates says at once why it waits (``now`` is the
+    condition's lastTransitionTime).
+    """
     key = (res.group, res.plural)
     if key == ("", "pods"):
-        obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj.get("spec") or {})}
+        spec = obj.get("spec") or {}
+        status: Obj = {"phase": "Pending"}
+        if spec.get("schedulingGates"):
+            status["conditions"] = [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "lastProbeTime": None,
+                    "lastTransitionTime": now,
+                    "reason": "SchedulingGated",
+                    "message": SCHEDULING_GATED_MESSAGE,
+                }
+            ]
+        status["qosClass"] = qos_class(spec)
+        obj["status"] = status
     elif key == ("batch", "jobs"):
         obj["status"] = {}
     elif key == ("", "namespaces"):
@@ -665,9 +686,33 @@ def _mutable_masked(spec: Obj) -> Obj:
         for c in spec.get(key) or []:
             if isinstance(c, dict):
                 c.pop("image", None)
-    for key in ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds"):
+    for key in (
+        "activeDeadlineSeconds",
+        "tolerations",
+        "terminationGracePeriodSeconds",
+        "schedulingGates",
+    ):
         spec.pop(key, None)
     return spec
+
+
+def _scheduling_gate_errors(old_spec: Obj, new_spec: Obj) -> list[Cause]:
+    """Scheduling gates may only be removed once the pod exists, never added."""
+    old_names = {
+        g.get("name") for g in old_spec.get("schedulingGates") or [] if isinstance(g, dict)
+    }
+    out: list[Cause] = []
+    for i, gate in enumerate(new_spec.get("schedulingGates") or []):
+        name = gate.get("name") if isinstance(gate, dict) else None
+        if name not in old_names:
+            out.append(
+                (
+                    "FieldValueForbidden",
+                    f"Forbidden: only deletion is allowed, but found new scheduling gate '{name}'",
+                    f"spec.schedulingGates[{i}].name",
+                )
+            )
+    return out
 
 
 def _go_field(name: str) -> str:
@@ -699,6 +744,7 @@ def _validate_pod_update(new: Obj, old: Obj) -> list[Cause]:
             )
         )
         return out
+    out.extend(_scheduling_gate_errors(old_spec, new_spec))
     old_tol = old_spec.get("tolerations") or []
     new_tol = new_spec.get("tolerations") or []
     if any(t not in new_tol for t in old_tol):

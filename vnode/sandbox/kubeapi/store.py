@@ -689,7 +689,7 @@ class Store:
         meta = obj["metadata"]
         if (ns, name) in self._bucket(sres):
             raise already_exists(res.plural, name, res.group)
-        admission.reset_status_on_create(sres, obj)
+        admission.reset_status_on_create(sres, obj, now=rfc3339(self._now()))
         self._managed(obj, None, manager=manager, operation=operation, subresource=None, res=sres)
         meta["uid"] = str(uuid.uuid4())
         admission.admit_create(sres, obj, self)
