@@ -24,6 +24,7 @@ import pytest
 
 from tests.refdata import REFERENCE
 from tests.sandbox.compute_harness import PROJECT, RunningCompute, running_compute
+from tests.waiting import async_wait_for
 from vnode.errors import InvalidPod, NotFound, PodTooLarge, QuotaExceeded
 from vnode.gce import naming
 from vnode.gce.instances import RetryPolicy
@@ -71,7 +72,10 @@ class Harness:
 
 
 async def make_harness(
-    compute: RunningCompute, tmp_path: Path, kubelets: KubeletClient | None = None
+    compute: RunningCompute,
+    tmp_path: Path,
+    kubelets: KubeletClient | None = None,
+    accept_wait: float = 5.0,
 ) -> tuple[Harness, GCEProvider]:
     settings = GCESettings(
         project=PROJECT,
@@ -82,7 +86,7 @@ async def make_harness(
         status_period=3600.0,  # the tests call sync() themselves
         kubelet_timeout_seconds=2.0,
     )
-    provider = GCEProvider(settings, retry=FAST, kubelets=kubelets)
+    provider = GCEProvider(settings, retry=FAST, kubelets=kubelets, accept_wait=accept_wait)
     events: list[tuple[str, str, str]] = []
     notified: list[str] = []
 
@@ -379,3 +383,88 @@ async def test_compute_retries_are_reported_as_events(
     retries = [m for _, reason, m in h.events if reason == "ComputeRetry"]
     assert len(retries) == 2 and "503" in retries[0]
     assert len(h.compute.emulator.instances) == 1
+
+
+@pytest.fixture
+async def background(
+    bare_compute: RunningCompute, tmp_path: Path
+) -> AsyncIterator[tuple[Harness, FakeKubelets]]:
+    """A provider that never waits for an insert: every VM is placed in the background."""
+    kubelets = FakeKubelets()
+    h, provider = await make_harness(bare_compute, tmp_path, kubelets, accept_wait=0.0)
+    try:
+        yield h, kubelets
+    finally:
+        await provider.stop()
+
+
+async def test_inserts_finish_in_the_background(
+    background: tuple[Harness, FakeKubelets],
+) -> None:
+    h, kubelets = background
+    h.compute.emulator.faults.latency(0.3, "zoneOperations.wait")
+    pod = job_pod()
+    await h.provider.create_pod(pod)  # returns before the VM runs
+    first = await h.provider.pod_status(pod)
+    assert first is not None and first["phase"] == "Pending"
+    await h.provider.create_pod(pod)  # again while it is being placed: nothing new
+    kubelets.answers[naming.vm_name(pod["metadata"]["uid"])] = [
+        mirror("a-echo-never.3-running.10250.json", pod)
+    ]
+    await h.until(pod, lambda s: s["phase"] == "Running")
+    assert h.compute.emulator.faults.call_count("instances.insert") == 1
+
+    async def created() -> bool:
+        return any(reason == "VMCreated" for _, reason, _ in h.events)
+
+    await async_wait_for(created, timeout=10, what="the VMCreated event")
+
+
+async def test_no_zone_in_the_background_fails_the_pod_with_the_reason(
+    background: tuple[Harness, FakeKubelets],
+) -> None:
+    h, _ = background
+    for zone in ZONES:
+        h.compute.emulator.faults.stockout(zone)
+    pod = job_pod()
+    await h.provider.create_pod(pod)
+    failed = await h.until(pod, lambda s: s["phase"] == "Failed")
+    assert failed["reason"] == "QuotaExceeded"
+    assert "does not have enough resources" in failed["message"]
+    assert pod["metadata"]["uid"] in h.notified
+    assert h.compute.emulator.instances == []
+
+
+async def test_transient_trouble_in_the_background_is_retried_and_reported(
+    background: tuple[Harness, FakeKubelets],
+) -> None:
+    h, _ = background
+    h.compute.emulator.faults.fail_next("instances.insert", FAST.attempts, code=503)
+    pod = job_pod("sleep 60")
+    await h.provider.create_pod(pod)
+    await h.until(pod, lambda s: s["containerStatuses"][0]["state"]["waiting"]["message"]
+                  == "VM booting")  # fmt: skip
+    assert any(reason == "FailedCreate" for _, reason, _ in h.events)
+    assert len(h.compute.emulator.instances) == 1
+
+
+async def test_deleting_a_pod_while_its_vm_is_placed(
+    background: tuple[Harness, FakeKubelets],
+) -> None:
+    h, _ = background
+    h.compute.emulator.faults.latency(0.5, "zoneOperations.wait")
+    pod = job_pod("sleep 60")
+    await h.provider.create_pod(pod)
+
+    async def inserted() -> bool:  # accepted; the provider waits for its operation
+        return bool(h.compute.emulator.instances)
+
+    await async_wait_for(inserted, timeout=10, what="the insert to arrive")
+    await h.provider.delete_pod(pod)
+    await h.provider.sync()
+
+    async def gone() -> bool:
+        return not h.compute.emulator.instances
+
+    await async_wait_for(gone, timeout=10, what="the VM to be deleted")
+    assert await h.provider.pod_status(pod) is None

@@ -14,11 +14,15 @@ pods), then every running VM's kubelet ``/pods`` at once with bounded concurrenc
 when a Spot VM stopped unasked) and VMs that vanished without vnode deleting them.
 
 **Creating** tries the configured zones in order: a zone without quota or capacity
-(and, at the end, the last such refusal) is reported, the next zone tried; a pod that
-cannot run anywhere raises ``QuotaExceeded`` or ``PodTooLarge``/``InvalidPod`` to the
-controller, which fails it with the reason. Everything repeats safely: the VM name and
-the insert ``requestId`` derive from the pod uid, an existing VM is success, a restart
-finds the VMs by label and adopts them.
+(or without a fitting machine type) is reported as an Event and the next zone tried.
+``create_pod`` waits up to ``accept_wait`` seconds: a quick refusal (``InvalidPod``,
+``PodTooLarge``, ``QuotaExceeded`` everywhere, Compute unreachable) goes to the
+controller, which fails or retries the pod; an insert still waiting for its VM to run
+goes on in the background, so no controller worker waits out a VM's boot. A background
+placement that finds no zone fails the pod through its status (with the reason); one
+that meets transient trouble tries again with backoff, reported as Events. Everything
+repeats safely: the VM name and the insert ``requestId`` derive from the pod uid, an
+existing VM is success, a restart finds the VMs by label and adopts them.
 """
 
 from __future__ import annotations
@@ -55,6 +59,10 @@ own DeadlineExceeded (with its reason) comes before Compute deletes the VM."""
 FORGET_AFTER = 600.0
 """Seconds a finished pod whose VM is gone is remembered (for the never-regress rule)."""
 DELETE_CONCURRENCY = 8
+ACCEPT_WAIT = 5.0
+"""Seconds ``create_pod`` waits for the insert before it lets it finish in the background."""
+RETRY_BASE, RETRY_CAP = 2.0, 120.0
+"""Backoff of a background insert that failed for a transient reason: first, cap."""
 
 
 @dataclass
@@ -72,6 +80,11 @@ class _Track:
     """The VM appeared in a listing."""
     deleting: bool = False
     pod_deleted: bool = False
+    placing: asyncio.Task[None] | None = None
+    """The insert going on in the background, if any."""
+    failure: tuple[str, str] | None = None
+    """(reason, message) when the background insert found no zone for the pod."""
+    attempts: int = 0
     preempted: bool = False
     last_kubelet: dict[str, Any] | None = None
     finished_at: float | None = None
@@ -103,6 +116,7 @@ class GCEProvider:
         retry: RetryPolicy | None = None,
         pki: VnodePKI | None = None,
         kubelets: KubeletClient | None = None,
+        accept_wait: float = ACCEPT_WAIT,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
@@ -117,6 +131,8 @@ class GCEProvider:
         self._snap = _Snapshot()
         self._sync_task: asyncio.Task[None] | None = None
         self._deletes: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self.accept_wait = accept_wait
         self._delete_limit = asyncio.Semaphore(DELETE_CONCURRENCY)
         self.syncs = 0
 
@@ -152,7 +168,7 @@ class GCEProvider:
         )
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._sync_task, *self._deletes) if t is not None]
+        tasks = [t for t in (self._sync_task, *self._deletes, *self._background) if t]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -171,9 +187,14 @@ class GCEProvider:
         vm_name = naming.vm_name(uid)
         bind_log_fields(vm=vm_name)  # within the pod controller's per-pod log context
         track = self._tracks.get(uid)
-        if track is not None and (track.created_at is not None or self._listed(uid)):
+        if track is not None and (
+            track.created_at is not None
+            or track.placing is not None
+            or track.failure is not None
+            or self._listed(uid)
+        ):
             track.pod = pod
-            return  # created (or adopted) already
+            return  # created, being created, refused or adopted already
         if self._snap.complete and self._snap.vms.get(uid) is None and _has_run(pod):
             # It ran on a VM that is gone now (lost while vnode was down): running it
             # again would repeat its work behind the user's back.
@@ -181,6 +202,57 @@ class GCEProvider:
                 f"The VM {vm_name} that ran this pod is gone, and vnode did not delete it",
                 reason=st.VM_LOST,
             )
+        track = self._tracks.setdefault(
+            uid, _Track(uid=uid, vm_name=vm_name, since=self.clock.now())
+        )
+        track.pod = pod
+        task = asyncio.create_task(self._place(pod, track), name=f"gce-create-{vm_name}")
+        track.placing = task
+        # A refusal that comes quickly (bad pod, no room, Compute down) goes to the
+        # controller as usual; an insert still waiting for its VM after accept_wait goes
+        # on in the background, so that no controller worker waits out a VM's boot.
+        done, _ = await asyncio.wait({task}, timeout=self.accept_wait)
+        if task in done:
+            track.placing = None
+            if task.exception() is not None and not track.seen:
+                self._tracks.pop(uid, None)
+            task.result()
+            return
+        self._background.add(task)
+        task.add_done_callback(lambda t: self._placed(track, t))
+
+    def _placed(self, track: _Track, task: asyncio.Task[None]) -> None:
+        """A background placement ended: a refusal fails the pod, trouble tries again."""
+        self._background.discard(task)
+        track.placing = None
+        if task.cancelled() or track.pod is None:
+            return
+        err = task.exception()
+        if err is None:
+            return
+        pod = cast(Pod, track.pod)
+        if isinstance(err, (InvalidPod, QuotaExceeded)):
+            track.failure = (err.pod_reason, err.message)
+            if self._context is not None:
+                self._context.notify(pod)
+            return
+        track.attempts += 1
+        delay = min(RETRY_CAP, RETRY_BASE * 2 ** (track.attempts - 1))
+        message = getattr(err, "message", None) or repr(err)
+        self._event(pod, "Warning", "FailedCreate", f"{message} (retrying in {delay:g}s)")
+
+        async def again() -> None:
+            await self.clock.sleep(delay)
+            await self._place(pod, track)
+
+        retry = asyncio.create_task(again(), name=f"gce-create-{track.vm_name}")
+        track.placing = retry
+        self._background.add(retry)
+        retry.add_done_callback(lambda t: self._placed(track, t))
+
+    async def _place(self, pod: Pod, track: _Track) -> None:
+        """Create the pod's VM in the first configured zone that takes it."""
+        uid, vm_name = track.uid, track.vm_name
         static = None
         refusals: list[str] = []
         unfit: VnodeError | None = None
@@ -201,10 +273,7 @@ class GCEProvider:
                 for warning in static.warnings:
                     self._event(pod, "Warning", "ManifestWarning", warning)
             spec = await self._insert_spec(pod, vm_name, zone, choice, static)
-            track = self._tracks.setdefault(
-                uid, _Track(uid=uid, vm_name=vm_name, since=self.clock.now())
-            )
-            track.pod, track.zone = pod, zone
+            track.zone = zone
             try:
                 await self.instances.insert(
                     spec,
@@ -215,10 +284,6 @@ class GCEProvider:
                 refusals.append(e.message)
                 self._event(pod, "Warning", "ZoneUnavailable", e.message)
                 continue
-            except BaseException:
-                if not track.seen:
-                    self._tracks.pop(uid, None)
-                raise
             track.created_at = self.clock.monotonic()
             kind = "Spot " if spec.spot else ""
             self._event(
@@ -229,7 +294,6 @@ class GCEProvider:
                 f"disk) in {zone}",
             )
             return
-        self._tracks.pop(uid, None)
         if refusals:
             raise QuotaExceeded(
                 "No configured zone could take the pod's VM: " + " | ".join(refusals)
@@ -293,11 +357,16 @@ class GCEProvider:
         uid = pod["metadata"]["uid"]
         track = self._tracks.get(uid)
         name = naming.vm_name(uid)
-        listed = self._snap.vms.get(uid)
-        zones = [listed.zone] if listed else [track.zone] if track and track.zone else []
         if track is not None:
             track.deleting = True
             track.pod_deleted = True
+            placing, track.placing = track.placing, None
+            if placing is not None:  # stop placing it; what the insert made goes below
+                placing.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await placing
+        listed = self._snap.vms.get(uid)
+        zones = [listed.zone] if listed else [track.zone] if track and track.zone else []
         any_found = False
         for zone in zones or list(self.settings.zones):
             if await self.instances.delete(name, zone):
@@ -334,6 +403,10 @@ class GCEProvider:
         pod = track.pod
         if pod is None:
             return None
+        if track.failure is not None and track.terminal is None:
+            reason, message = track.failure  # no zone took it: the pod fails with why
+            track.terminal = st.failed(pod, reason, message, now=self.clock.now())
+            track.finished_at = self.clock.monotonic()
         vm = self._snap.vms.get(track.uid)
         api_status = pod.get("status") or {}
         previous = track.terminal or (
@@ -342,6 +415,7 @@ class GCEProvider:
         lost = (
             vm is None
             and not track.deleting
+            and track.placing is None  # a stockout removes the VM while we place it
             and self._snap.complete
             and (
                 track.seen
@@ -355,7 +429,7 @@ class GCEProvider:
             kubelet_pod=mirror,
             since=track.since,
             now=self.clock.now(),
-            requested=track.created_at is not None,
+            requested=track.created_at is not None or track.placing is not None,
             preempted=track.preempted,
             lost=lost,
             deleting=track.deleting and not track.terminal,
