@@ -468,3 +468,19 @@ async def test_deleting_a_pod_while_its_vm_is_placed(
 
     await async_wait_for(gone, timeout=10, what="the VM to be deleted")
     assert await h.provider.pod_status(pod) is None
+
+
+async def test_provisioning_model_annotation_is_checked(
+    scripted: tuple[Harness, FakeKubelets],
+) -> None:
+    h, _ = scripted
+    pod = job_pod()
+    pod["metadata"]["annotations"] = {"vnode.dev/provisioning-model": "cheap"}
+    with pytest.raises(InvalidPod, match="expected spot or standard"):
+        await h.provider.create_pod(pod)
+    deadline = job_pod(activeDeadlineSeconds=600)
+    await h.provider.create_pod(deadline)
+    [inst] = h.compute.emulator.instances
+    assert inst["scheduling"]["maxRunDuration"]["seconds"] == "660"  # its deadline plus a minute
+    assert inst["scheduling"]["instanceTerminationAction"] == "DELETE"
+    assert inst["scheduling"]["provisioningModel"] == "STANDARD"
