@@ -314,7 +314,11 @@ def default(res: Resource, obj: Obj) -> None:
             spec.setdefault("backoffLimit", 6)
             spec.setdefault("completionMode", "NonIndexed")
             spec.setdefault("suspend", False)
-            spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+            # A pod failure policy needs to see pods finish, so it waits for Failed.
+            spec.setdefault(
+                "podReplacementPolicy",
+                "Failed" if spec.get("podFailurePolicy") else "TerminatingOrFailed",
+            )
             template = spec.setdefault("template", {})
             if isinstance(template, dict):
                 tspec = template.setdefault("spec", {})
