@@ -121,6 +121,138 @@ def unknown_fields(kind: str, obj: Obj) -> list[str]:
     return out
 
 
+# ------------------------------------------------------------------- JSON types
+# Fields of type resource.Quantity: the client models call them strings, but the
+# decoder takes a JSON number for them too.
+_QUANTITY_FIELDS = frozenset(
+    {"limits", "requests", "overhead", "capacity", "allocatable", "allocatedResources", "sizeLimit"}
+)
+# Integer fields that are int64 in Go (the rest are int32), for the error's type name.
+_INT64_FIELDS = frozenset(
+    {
+        "activeDeadlineSeconds",
+        "terminationGracePeriodSeconds",
+        "deletionGracePeriodSeconds",
+        "gracePeriodSeconds",
+        "generation",
+        "observedGeneration",
+        "tolerationSeconds",
+        "expirationSeconds",
+        "runAsUser",
+        "runAsGroup",
+        "fsGroup",
+        "supplementalGroups",
+        "startingDeadlineSeconds",
+    }
+)
+_MODEL_PREFIX = re.compile(r"^(?:CoreV1|EventsV1|V\d+(?:alpha\d+|beta\d+)?)(?=[A-Z])")
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _go_struct(model_name: str) -> str:
+    return _MODEL_PREFIX.sub("", model_name)
+
+
+def _go_type(typ: str, field: str) -> str:
+    generic = _split_generic(typ)
+    if generic is not None:
+        kind, inner = generic
+        return ("[]" if kind == "list" else "map[string]") + _go_type(inner, field)
+    scalar = {
+        "str": "string",
+        "bool": "bool",
+        "float": "float64",
+        "bytes": "[]uint8",
+        "int": "int64" if field in _INT64_FIELDS else "int32",
+    }
+    return scalar.get(typ) or f"v1.{_go_struct(typ)}"
+
+
+def _scalar_fits(typ: str, value: Any, field: str) -> bool | None:
+    """Whether a scalar JSON value decodes into ``typ``; None when ``typ`` is not scalar."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if typ in ("str", "bytes"):
+        return isinstance(value, str) or (number and field in _QUANTITY_FIELDS)
+    if typ == "int":
+        return number and isinstance(value, int)  # Go will not read 1.5 or 30.0 as an int
+    if typ == "float":
+        return number
+    if typ == "bool":
+        return isinstance(value, bool)
+    if typ in ("object", "datetime"):
+        return True  # free-form (IntOrString, RawExtension) or checked as a time elsewhere
+    return None
+
+
+def _type_error(typ: str, value: Any, struct: str, path: str, field: str) -> str:
+    got = _json_kind(value)
+    if got == "number" and typ == "int" and isinstance(value, float):
+        got = f"number {value!r}"
+    return (
+        f"json: cannot unmarshal {got} into Go struct field {struct}.{path} "
+        f"of type {_go_type(typ, field)}"
+    )
+
+
+def _first_mismatch(typ: str, value: Any, struct: str, path: str, field: str) -> str | None:
+    if value is None:
+        return None  # null decodes into anything
+    generic = _split_generic(typ)
+    if generic is not None:
+        kind, inner = generic
+        if not isinstance(value, list if kind == "list" else dict):
+            return _type_error(typ, value, struct, path, field)
+        for item in value if isinstance(value, list) else value.values():
+            err = _first_mismatch(inner, item, struct, path, field)
+            if err:
+                return err
+        return None
+    fits = _scalar_fits(typ, value, field)
+    if fits is not None:
+        return None if fits else _type_error(typ, value, struct, path, field)
+    model = _model(typ)
+    if model is None:
+        return None
+    if not isinstance(value, dict):
+        return _type_error(typ, value, struct, path, field)
+    return _model_mismatch(model, typ, value, path)
+
+
+def _model_mismatch(model: Any, model_name: str, value: Obj, path: str) -> str | None:
+    types = _json_types(model)
+    struct = _go_struct(model_name)
+    for key, item in value.items():
+        typ = types.get(key)
+        if typ is not None:
+            err = _first_mismatch(typ, item, struct, f"{path}.{key}" if path else key, key)
+            if err:
+                return err
+    return None
+
+
+def type_mismatch(res: Resource, obj: Obj) -> str | None:
+    """The decoder's error for the first field whose JSON type is wrong, in body order.
+
+    Types come from the official client's models, e.g. a string where ``PodSpec``
+    wants a map gives ``json: cannot unmarshal string into Go struct field
+    PodSpec.spec.nodeSelector of type map[string]string``.
+    """
+    name = _model_name(res)
+    model = _model(name)
+    if model is None:
+        return None
+    return _model_mismatch(model, res.kind, obj, "")
+
+
 # --------------------------------------------------------------- MicroTime format
 _MICRO_LAYOUT = "2006-01-02T15:04:05.000000Z07:00"
 _MICRO_PIECES = (
@@ -181,6 +313,9 @@ def check_decode(res: Resource, obj: Any, *, strict: bool) -> list[str]:
         )
         if err:
             raise StatusError(400, "BadRequest", f"{prefix}: {err}")
+    mismatch = type_mismatch(res, obj)
+    if mismatch:
+        raise StatusError(400, "BadRequest", f"{prefix}: {mismatch}")
     unknown = unknown_fields(_model_name(res), obj)
     if unknown and strict:
         listed = ", ".join(f'unknown field "{u}"' for u in unknown)
