@@ -187,6 +187,7 @@ async def test_render_prints_exactly_what_the_provider_inserts(compute: RunningC
         retry=RetryPolicy(attempts=3, deadline=10.0, base=0.01, cap=0.05),
         pki=PlaceholderPKI(),
         kubelets=KubeletClient(ssl.create_default_context()),
+        accept_wait=60.0,  # the insert finishes within create_pod, however slow the machine
     )
     await provider.start(ProviderContext("vnode-x", NoCluster(), lambda *a: None))
     try:

@@ -47,6 +47,10 @@ PLACEHOLDER_UID = "00000000-0000-4000-8000-000000000000"
 and the VM name derives from it)."""
 PLACEHOLDER_TOKEN = "PLACEHOLDER-service-account-token-minted-by-TokenRequest-at-create-time"
 
+PLACEMENT_WAIT = 120.0
+"""Seconds ``create_pod`` may take here: nothing waits on the network, so this only
+bounds a bug, and the insert or the refusal always comes within the call."""
+
 MachineTypes = Callable[[str], Sequence[Mapping[str, Any]]]
 """A zone's ``machineTypes.list`` items, offline."""
 
@@ -181,6 +185,7 @@ async def render_pod(
         instances=instances,
         pki=PlaceholderPKI(),
         kubelets=KubeletClient(ssl.create_default_context()),  # never used: no VM is listed
+        accept_wait=PLACEMENT_WAIT,  # the whole placement, refusals included, in this call
     )
     context = ProviderContext(
         node_name,
