@@ -277,6 +277,8 @@ class Progress:
 
     def show(self, text: str) -> None:
         if self.tty:
+            # A line longer than the terminal wraps, and \r then rewrites only its tail.
+            text = text[: max(20, shutil.get_terminal_size().columns - 1)]
             self.width = max(self.width, len(text))
             self.out.write("\r" + text.ljust(self.width))
             self.out.flush()
@@ -298,10 +300,11 @@ class Progress:
 class Demo:
     """The steps, in order; :meth:`run` returns the process exit code."""
 
-    def __init__(self, options: DemoOptions, state_dir: Path, out: IO[str]) -> None:
+    def __init__(self, options: DemoOptions, state_dir: Path, out: IO[str], err: IO[str]) -> None:
         self.options = options
         self.state_dir = state_dir
         self.out = out
+        self.err = err
         self.sandbox = Sandbox(state_dir)
         self.stop_vnode = asyncio.Event()
         self.vnode: asyncio.Task[int] | None = None
@@ -388,13 +391,14 @@ class Demo:
             items = pods.get("items") or []
             if not items:
                 state["text"] = "the Job has no pod yet"
-                progress.show(f"  waiting for the Job's pod   {time.monotonic() - since:4.1f}s")
+                progress.show(f"  {time.monotonic() - since:4.1f}s  waiting for the Job's pod")
                 return None
             pod: dict[str, Any] = items[0]
             phase = pod.get("status", {}).get("phase") or "Pending"
             vm = self._vm_of(pod)
-            line = f"  pod {pod['metadata']['name']}  {phase:<9}  {vm}"
-            progress.show(f"{line}  {time.monotonic() - since:4.1f}s" if progress.tty else line)
+            line = f"pod {pod['metadata']['name']}  {phase:<9}  {vm}"
+            elapsed = time.monotonic() - since
+            progress.show(f"  {elapsed:4.1f}s  {line}" if progress.tty else f"  {line}")
             state["text"] = f"the pod is {phase} ({vm})"
             if phase == "Succeeded":
                 return pod
@@ -425,7 +429,8 @@ class Demo:
         name = naming.vm_name(uid)
         inst = self.sandbox.compute.instance(name)
         if inst is None:
-            return f"VM {name} not created yet"
+            finished = pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
+            return "no VM" if finished else f"VM {name} not created yet"
         machine = str(inst.get("machineType", "")).rsplit("/", 1)[-1]
         return f"VM {name} {machine} {inst.get('status', '')}"
 
@@ -545,11 +550,12 @@ class Demo:
             await self.shutdown()
 
     def _failure(self, what: str, log_path: Path) -> None:
-        self.say(
-            f"\nvnode demo failed at step '{self.step}': {what}. "
+        self.err.write(
+            f"\nvnode demo failed at step '{self.step}': {what.rstrip('.')}. "
             f"The log lines of vnode and the emulators are in {log_path}, and the "
-            f"sandbox's files (VM roots, container logs) under {self.state_dir}."
+            f"sandbox's files (VM roots, container logs) under {self.state_dir}.\n"
         )
+        self.err.flush()
 
     async def _keep(self, interrupted: asyncio.Event) -> int:
         kubeconfig = self.state_dir / "kubeconfig"
@@ -636,21 +642,29 @@ async def _main(demo: Demo) -> int:
                 loop.remove_signal_handler(sig)
 
 
-def run_demo(options: DemoOptions, out: IO[str] = sys.stdout, *, log_level: str = "info") -> int:
+def run_demo(
+    options: DemoOptions,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
+    *,
+    log_level: str = "info",
+) -> int:
     """Run the demo (its own event loop); returns the exit code: 0, 1 on a failed step,
-    130 when interrupted."""
+    130 when interrupted. ``out`` (stdout) shows the demo, ``err`` (stderr) a failure."""
+    out = out or sys.stdout
+    err = err or sys.stderr
     temporary = options.state_dir is None
     state_dir = (
         Path(tempfile.mkdtemp(prefix="vnode-demo-")) if options.state_dir is None
         else options.state_dir.resolve()
     )  # fmt: skip
     state_dir.mkdir(parents=True, exist_ok=True)
-    demo = Demo(options, state_dir, out)
+    demo = Demo(options, state_dir, out, err)
     with _logs_to(state_dir / LOG_FILE, log_level, options.verbose):
         code = asyncio.run(_main(demo))
-    if temporary and code == 0:
+    if temporary and code != 1:
         shutil.rmtree(state_dir, ignore_errors=True)
     elif temporary:
-        out.write(f"vnode demo: kept {state_dir} for its logs.\n")
-        out.flush()
+        err.write(f"vnode demo: kept {state_dir} for its logs.\n")
+        err.flush()
     return code
