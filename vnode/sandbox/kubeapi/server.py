@@ -381,8 +381,11 @@ class KubeAPI:
     @staticmethod
     async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
         h = response.headers
+        h.popall("Server", None)  # the real server names no software
         h.setdefault("Audit-Id", str(uuid.uuid4()))
         h.setdefault("Cache-Control", "no-cache, private")
+        if request.get(USER_KEY) is None:
+            return  # authentication failed: the request never reached API Priority and Fairness
         parts = request.path.rstrip("/").split("/")
         if parts[-1:] == ["log"] and parts[-3:-2] == ["pods"]:
             return  # pods/log is long-running: API Priority and Fairness never sees it
