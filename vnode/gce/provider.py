@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -36,13 +37,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import aiohttp
+
 from vnode.clock import Clock, SystemClock
-from vnode.errors import InvalidPod, NotFound, QuotaExceeded, VnodeError
+from vnode.errors import InvalidPod, NotFound, QuotaExceeded, Retryable, VnodeError
 from vnode.gce import naming
 from vnode.gce import status as st
 from vnode.gce.bootstrap import BootstrapOptions, render
 from vnode.gce.instances import VM, InsertSpec, Instances, RetryPolicy
 from vnode.gce.kubelets import KubeletClient, KubeletRefused, find_mirror
+from vnode.gce.logs import CloudLogs, CloudLogsConfig, ContainerLogsUnavailable, LiveTracker
 from vnode.gce.machines import MachineCatalogue, MachineChoice, choose_machine
 from vnode.gce.manifest import ManifestOptions, StaticPod, build_static_pod
 from vnode.gce.pki import VnodePKI, default_ca_dir
@@ -63,6 +67,18 @@ ACCEPT_WAIT = 5.0
 """Seconds ``create_pod`` waits for the insert before it lets it finish in the background."""
 RETRY_BASE, RETRY_CAP = 2.0, 120.0
 """Backoff of a background insert that failed for a transient reason: first, cap."""
+LIVE_WATCH = 1.0
+"""Seconds a quiet live log stream waits before it checks that its VM still runs: a
+VM that went away may leave the connection hanging instead of closing it."""
+_VM_DONE = ("TERMINATED", "SUSPENDED")
+"""VM states in which nothing on the VM runs any more."""
+_LIVE_BROKEN = (Retryable, NotFound, aiohttp.ClientError, OSError, TimeoutError)
+"""What ends a live log stream without the container ending: the VM (or the way to it)
+is gone, or its kubelet no longer has the pod. Cloud Logging takes over."""
+
+
+class _VMGone(Exception):
+    """The VM of a live log stream stopped running while the stream was open."""
 
 
 @dataclass
@@ -116,6 +132,7 @@ class GCEProvider:
         retry: RetryPolicy | None = None,
         pki: VnodePKI | None = None,
         kubelets: KubeletClient | None = None,
+        archive: CloudLogs | None = None,
         accept_wait: float = ACCEPT_WAIT,
     ) -> None:
         self.settings = settings
@@ -127,6 +144,7 @@ class GCEProvider:
         self._pki = pki
         self._context: ProviderContext | None = None
         self._kubelets = kubelets
+        self._archive = archive
         self._tracks: dict[str, _Track] = {}
         self._snap = _Snapshot()
         self._sync_task: asyncio.Task[None] | None = None
@@ -159,6 +177,15 @@ class GCEProvider:
                 timeout=self.settings.kubelet_timeout_seconds,
                 concurrency=self.settings.kubelet_concurrency,
             )
+        if self._archive is None:
+            self._archive = CloudLogs(
+                CloudLogsConfig(
+                    project=self.settings.project,
+                    log_name=self.settings.log_name,
+                    endpoint=self.settings.logging_endpoint,
+                ),
+                clock=self.clock,
+            )
         self._sync_task = asyncio.create_task(self._sync_loop(), name="gce-sync")
         log.info(
             "GCE provider: project %s, zones %s, VMs labelled %s",
@@ -177,6 +204,8 @@ class GCEProvider:
         self._sync_task = None
         if self._kubelets is not None:
             await self._kubelets.close()
+        if self._archive is not None:
+            await self._archive.close()
         await self.instances.close()
 
     # -- creating ------------------------------------------------------------------------
@@ -313,6 +342,7 @@ class GCEProvider:
             serving_cert_pem=pair.cert_pem.decode(),
             serving_key_pem=pair.key_pem.decode(),
             cni_bridge=self.settings.cni_bridge,
+            log_name=self.settings.log_name,
         )
         boot = render(options, static.manifest, static.files, secret_manifest=static.has_secret_env)
         for warning in boot.warnings:
@@ -562,36 +592,190 @@ class GCEProvider:
         return out
 
     async def container_logs(self, pod: Pod, options: LogOptions) -> AsyncIterator[bytes]:
+        """One path whatever became of the VM: live from its kubelet while it runs, from
+        Cloud Logging once it is gone, and a stream that outlives the VM goes on from
+        Cloud Logging where the live one stopped (no line lost or repeated)."""
         meta = pod["metadata"]
+        name = meta["name"]
         names = [
             c.get("name")
             for k in ("initContainers", "containers")
             for c in pod["spec"].get(k) or []
         ]
         if options.container not in names:
-            raise NotFound(f'container "{options.container}" not found in pod "{meta["name"]}"')
+            raise NotFound(f'container "{options.container}" not found in pod "{name}"')
         vm = self._snap.vms.get(meta["uid"])
-        if vm is None or vm.status in st.STOPPED:
-            raise NotFound(
-                f'the VM of pod "{meta["name"]}" is gone; its logs are in Cloud Logging '
-                f"(log vnode_containers, label vnode.dev/pod-uid={meta['uid']})"
+        if vm is not None and (
+            vm.status in st.BOOTING or (vm.status == st.RUNNING and not vm.internal_ip)
+        ):
+            raise ContainerLogsUnavailable(
+                f'container "{options.container}" in pod "{name}" is waiting to start: '
+                "ContainerCreating"
             )
-        if vm.status != st.RUNNING or not vm.internal_ip:
-            raise KubeletRefused(
-                400,
-                f'container "{options.container}" in pod "{meta["name"]}" is waiting to start: '
-                "ContainerCreating",
-            )
-        assert self._kubelets is not None
-        mirror = naming.mirror_name(meta["name"], vm.name)
-        async for chunk in self._kubelets.container_logs(
-            vm.name, vm.internal_ip, meta.get("namespace") or "default", mirror, options
+        if vm is not None and vm.status == st.RUNNING:
+            stream = self._live_then_archived(pod, options, vm)
+        else:
+            stream = self._archived(pod, options)
+        async for chunk in stream:
+            yield chunk
+
+    async def _archived(self, pod: Pod, options: LogOptions) -> AsyncIterator[bytes]:
+        assert self._archive is not None, "start() first"
+        async for chunk in self._archive.read_logs(
+            self._latest(pod),
+            options,
+            pod_finished=lambda: self._wrote_last(pod, options.container),
         ):
             yield chunk
+
+    async def _live_then_archived(
+        self, pod: Pod, options: LogOptions, vm: VM
+    ) -> AsyncIterator[bytes]:
+        assert self._kubelets is not None and self._archive is not None, "start() first"
+        meta = pod["metadata"]
+        uid, name = meta["uid"], meta["name"]
+        mirror = naming.mirror_name(name, vm.name)
+        # Timestamps on and no byte limit on the VM side: each line's time says where
+        # Cloud Logging resumes should the VM go; the prefixes and the limit are ours.
+        tracker = LiveTracker(timestamps=options.timestamps)
+        left = options.limit_bytes
+        live = self._kubelets.container_logs(
+            vm.name,
+            vm.internal_ip,
+            meta.get("namespace") or "default",
+            mirror,
+            LiveTracker.live_options(options),
+        )
+        broke: BaseException | None = None
+        try:
+            async for chunk in self._while_running(uid, live):
+                out = tracker.feed(chunk)
+                if left is not None:
+                    out = out[:left]
+                    left -= len(out)
+                if out:
+                    yield out
+                if left is not None and left <= 0:
+                    return
+        except KubeletRefused as e:  # the kubelet's own answer, in the user's pod name
+            raise KubeletRefused(e.http_status, _user_named(e.message, mirror, name)) from e
+        except (_VMGone, *_LIVE_BROKEN) as e:
+            broke = e
+        finally:
+            close = getattr(live, "aclose", None)
+            if close is not None:
+                await close()
+        out = tracker.end()
+        if left is not None:
+            out = out[:left]
+            left -= len(out)
+        if out:
+            yield out
+        if broke is None or (left is not None and left <= 0):
+            return  # the stream ended as the kubelet ends it: the container exited
+        log.info(
+            "live log of %s/%s container %s ended (%s); going on from Cloud Logging",
+            meta.get("namespace") or "default",
+            name,
+            options.container,
+            broke.__class__.__name__,
+        )
+        resume = tracker.resume_point
+        rest = dataclasses.replace(options, limit_bytes=left)
+        reading = self._archive.read_logs(
+            self._latest(pod),
+            rest,
+            pod_finished=lambda: self._wrote_last(pod, options.container),
+            resume_after=resume,  # None: nothing went out, so it starts afresh
+        )
+        try:
+            async for chunk in reading:
+                yield chunk
+        except ContainerLogsUnavailable as e:
+            if resume is None:
+                raise  # nothing went out yet: the answer is this error
+            log.warning("the rest of the log of %s is not in Cloud Logging: %s", name, e)
+
+    async def _while_running(self, uid: str, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """``stream``'s chunks; :class:`_VMGone` once a quiet stream's VM stops running."""
+        it = aiter(stream)
+
+        async def step() -> bytes:
+            return await anext(it)
+
+        pending: asyncio.Task[bytes] | None = None
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.create_task(step())
+                done, _ = await asyncio.wait({pending}, timeout=LIVE_WATCH)
+                if not done:
+                    if not self._vm_runs(uid):
+                        raise _VMGone()
+                    continue
+                task, pending = pending, None
+                try:
+                    chunk = task.result()
+                except StopAsyncIteration:
+                    return
+                yield chunk
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pending
+
+    def _vm_runs(self, uid: str) -> bool:
+        vm = self._snap.vms.get(uid)
+        return vm is not None and vm.status == st.RUNNING
+
+    def _latest(self, pod: Pod) -> Pod:
+        """``pod`` with the status vnode last worked out for it, when it has one (it may
+        be newer than the API's copy)."""
+        track = self._tracks.get(pod["metadata"]["uid"])
+        status = (track.terminal or track.reported) if track is not None else None
+        if not status or not status.get("containerStatuses"):
+            return pod
+        return cast(Pod, {**pod, "status": status})
+
+    def _wrote_last(self, pod: Pod, container: str) -> bool:
+        """The container can write no more lines: its VM is gone, or the pod ended, or
+        the container ended with no restart coming."""
+        vm = self._snap.vms.get(pod["metadata"]["uid"])
+        if self._snap.complete and (vm is None or vm.status in _VM_DONE):
+            return True
+        if vm is not None and vm.status in st.STOPPED:
+            return False  # shutting down: the container may write until the VM stops
+        latest = self._latest(pod)
+        status = latest.get("status") or {}
+        if status.get("phase") in st.TERMINAL:
+            return True
+        spec = latest.get("spec") or {}
+        restart = spec.get("restartPolicy") or "Always"
+        for key in ("initContainers", "containers"):
+            for c in spec.get(key) or []:
+                if c.get("name") == container and c.get("restartPolicy"):
+                    restart = c["restartPolicy"]  # a sidecar's own policy
+        for key in ("initContainerStatuses", "containerStatuses"):
+            for c in status.get(key) or []:
+                if c.get("name") != container:
+                    continue
+                ended = (c.get("state") or {}).get("terminated")
+                if ended is None:
+                    return False
+                if restart == "Never":
+                    return True
+                return restart == "OnFailure" and ended.get("exitCode") == 0
+        return False
 
     def _event(self, pod: Pod, type_: str, reason: str, message: str) -> None:
         if self._context is not None:
             self._context.record_event(pod, type_, reason, message)
+
+
+def _user_named(text: str, mirror: str, name: str) -> str:
+    """A VM kubelet's sentence about its static pod, about the user's pod instead."""
+    return text.replace(f'pod "{mirror}"', f'pod "{name}"')
 
 
 def _has_run(pod: Mapping[str, Any]) -> bool:
