@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.refdata import KUBE_APISERVER
 from tests.waiting import wait_for
-from vnode.demo import FAREWELL, GREETING, job_manifest
+from vnode.demo import FAREWELL, GREETING, format_table, job_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,6 +63,18 @@ def _leftovers(session: int, state_dir: Path) -> list[str]:
         if sid == session or cwd.startswith(str(state_dir)):
             found.append(f"{entry.name}: {(entry / 'cmdline').read_bytes()!r}")
     return found
+
+
+@pytest.mark.parametrize(
+    ("recording", "wide"),
+    [("01-get-pods.cold-cache.json", False), ("02-get-pods-o-wide.json", True)],
+)
+def test_the_pods_table_prints_as_kubectl_does(recording: str, wide: bool) -> None:
+    # The real kubectl's output for the real server's Table, byte for byte.
+    captured = json.loads((KUBE_APISERVER / "02-kubectl" / recording).read_text())
+    table = captured["http"][-1]["response_body"]
+    assert table["kind"] == "Table"
+    assert format_table(table, wide=wide) + "\n" == captured["stdout"]
 
 
 def test_demo_runs_a_job_to_the_end_and_cleans_up(tmp_path: Path) -> None:
@@ -117,14 +130,19 @@ def test_keep_leaves_a_cluster_for_kubectl_and_stops_on_a_signal(
     seen: list[str] = []
     assert proc.stdout is not None
     stdout = proc.stdout
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True)
+
+    def read() -> None:
+        for text in stdout:
+            lines.put(text)
+
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
 
-    def kubeconfig_line() -> str | None:
+    def kubeconfig_line() -> str:
         while not lines.empty():
             seen.append(lines.get())
         assert proc.poll() is None, "".join(seen)
-        return next((s.strip() for s in seen if s.startswith("KUBECONFIG=")), None)
+        return next((s.strip() for s in seen if s.startswith("KUBECONFIG=")), "")
 
     try:
         line = wait_for(kubeconfig_line, timeout=90, what="the KUBECONFIG line")
