@@ -121,7 +121,12 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="also write the log lines of vnode and the emulators to stderr",
     )
-    p.add_argument("--cpu", default="250m", help="CPU request of the Job (default: 250m)")
+    p.add_argument(
+        "--cpu",
+        default="250m",
+        help="CPU request of the Job, which vnode sizes the VM for; more than any machine "
+        "type holds ends the pod Failed with PodTooLarge (default: 250m)",
+    )
     p.add_argument("--memory", default="256Mi", help="memory request of the Job (default: 256Mi)")
     p.set_defaults(func=_cmd_demo)
 

@@ -319,9 +319,16 @@ class Demo:
     # -- waiting, with vnode watched all along --
 
     def _vnode_alive(self) -> None:
-        if self.vnode is not None and self.vnode.done():
-            code = None if self.vnode.cancelled() else self.vnode.exception() or self.vnode.result()
-            raise StepFailed("vnode to keep running", f"it stopped on its own ({code!r})")
+        task = self.vnode
+        if task is None or not task.done():
+            return
+        if task.cancelled():
+            how = "it was cancelled"
+        elif (error := task.exception()) is not None:
+            how = f"it stopped with {type(error).__name__}: {error}"
+        else:
+            how = f"it stopped on its own with exit code {task.result()}"
+        raise StepFailed("vnode to keep running", how)
 
     async def _until(
         self,
