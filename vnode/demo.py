@@ -524,7 +524,8 @@ class Demo:
 
     async def run(self, interrupted: asyncio.Event) -> int:
         log_path = self.state_dir / LOG_FILE
-        self.say(f"vnode demo: logs of vnode and the emulators go to {log_path}")
+        kept = " (kept if a step fails)" if self.options.state_dir is None else ""
+        self.say(f"vnode demo: logs of vnode and the emulators go to {log_path}{kept}")
         steps = asyncio.create_task(self.steps(), name="demo-steps")
         stop = asyncio.create_task(interrupted.wait(), name="demo-interrupt")
         code = 0
