@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 _T = TypeVar("_T")
+# (event_type, res, new, old); new and old are shared by all listeners: read-only.
 Listener = Callable[[str, Resource, Obj, "Obj | None"], None]
 
 # Namespaces every cluster has from the start.
@@ -488,6 +489,11 @@ class Store:
         return self._rv
 
     def add_listener(self, fn: Listener) -> None:
+        """Call ``fn(event_type, res, new, old)`` synchronously after every committed write.
+
+        ``new`` and ``old`` are copies made once per write and shared by all listeners:
+        a listener must treat them as read-only (copy before changing anything).
+        """
         self._listeners.append(fn)
 
     def remove_listener(self, fn: Listener) -> None:
@@ -598,11 +604,14 @@ class Store:
         for w in list(self._watches):
             if w.res.storage_key == sres.storage_key:
                 w.offer(ev)
-        for fn in list(self._listeners):
-            try:
-                fn(kind, sres, clone(new), clone(old) if old else None)
-            except Exception:
-                log.exception("store listener %r failed", fn)
+        if self._listeners:
+            # One copy per write, shared by every listener: listeners must not modify it.
+            shared_new, shared_old = clone(new), (clone(old) if old else None)
+            for fn in list(self._listeners):
+                try:
+                    fn(kind, sres, shared_new, shared_old)
+                except Exception:
+                    log.exception("store listener %r failed", fn)
         return new
 
     def _now(self) -> dt.datetime:
