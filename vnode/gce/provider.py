@@ -23,6 +23,11 @@ placement that finds no zone fails the pod through its status (with the reason);
 that meets transient trouble tries again with backoff, reported as Events. Everything
 repeats safely: the VM name and the insert ``requestId`` derive from the pod uid, an
 existing VM is success, a restart finds the VMs by label and adopts them.
+
+**Logs** take one path: while the VM runs, its kubelet answers (live); once it is gone,
+:mod:`~vnode.gce.logs` reads what the VM shipped to Cloud Logging. A stream that
+outlives its VM (broken, or quiet while the listing shows the VM stopping) goes on from
+Cloud Logging after the last line it sent.
 """
 
 from __future__ import annotations
