@@ -247,7 +247,6 @@ def sample(found: dict[str, Any], name: str, **labels: str) -> float:
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 def test_vnode_run_exposes_every_metric_and_logs_json_lines_about_pods(
     kubeapi: RunningKubeAPI, compute: RunningCompute, tmp_path: Path
 ) -> None:
