@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -311,3 +312,33 @@ async def test_a_terminal_phase_is_never_patched_back(
     provider.set_status("uid-a", {"phase": "Succeeded", "message": "all done"})
     await controller._sync_status("default/a", done, state)
     assert patches == [{"metadata": {"uid": "uid-a"}, "status": {"message": "all done"}}]
+
+
+async def test_a_lost_deadline_patch_is_sent_again(
+    controller: PodController, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pod past activeDeadlineSeconds must end Failed even if the first patch is lost."""
+    clock: FakeClock = controller._clock  # type: ignore[assignment]
+    started = (clock.now() - dt.timedelta(seconds=100)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    running = {
+        "metadata": {"name": "a", "namespace": "default", "uid": "uid-a", "resourceVersion": "5"},
+        "spec": {"nodeName": "n1", "activeDeadlineSeconds": 10, "containers": [{"name": "main"}]},
+        "status": {"phase": "Running", "startTime": started},
+    }
+    controller._cache["default/a"] = running
+    controller._states["default/a"] = pods_module._PodState("uid-a", created=True)
+    patches: list[Any] = []
+
+    async def flaky_request_json(api: Any, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        patches.append(kw.get("body"))
+        if len(patches) == 1:
+            raise ApiError(500, "etcdserver: request timed out")
+        return {**running, "status": {"phase": "Failed", "reason": "DeadlineExceeded"}}
+
+    monkeypatch.setattr(pods_module, "request_json", flaky_request_json)
+    await controller.reconcile("default/a")  # the patch is lost
+    await controller.reconcile("default/a")  # the retry sends it again
+    failed = [b for b in patches if (b or {}).get("status", {}).get("phase") == "Failed"]
+    assert len(failed) == 2
+    assert failed[-1]["status"]["reason"] == "DeadlineExceeded"
+    assert controller._states["default/a"].deleted

@@ -547,9 +547,11 @@ class PodController:
             return False
         if not await self._provider_delete(cast(Pod, pod), key):
             return True
-        state.deleted = True
         message = "Pod was active on the node longer than the specified deadline"
+        # Only a pod marked Failed counts as done: a lost patch is retried (deleting in the
+        # provider again is harmless), else the pod would show Running with nothing behind it.
         if await self._fail(key, pod, "DeadlineExceeded", message):
+            state.deleted = True
             self._record(cast(Pod, pod), "Warning", "DeadlineExceeded", message)
         return True
 
