@@ -296,9 +296,15 @@ class Instances:
         )
         self._rng = random.Random()
 
+    async def open(self) -> None:
+        """Build the Compute clients in a thread: their constructors look up credentials
+        (files, perhaps the metadata server), which must not stall the event loop."""
+        if self._clients is None:
+            self._clients = await asyncio.to_thread(make_clients, self.settings)
+
     @property
     def clients(self) -> Clients:
-        if self._clients is None:
+        if self._clients is None:  # used without open() (tools, tests): built on first use
             self._clients = make_clients(self.settings)
         return self._clients
 

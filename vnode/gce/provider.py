@@ -175,6 +175,7 @@ class GCEProvider:
 
     async def start(self, context: ProviderContext) -> None:
         self._context = context
+        await self.instances.open()
         pki = await asyncio.to_thread(lambda: self.pki)
         if self._kubelets is None:
             self._kubelets = KubeletClient(

@@ -119,6 +119,9 @@ class _RecordingInstances(Instances):
         self._catalogue = machine_types
         self.inserted: list[tuple[InsertSpec, str]] = []
 
+    async def open(self) -> None:
+        """Nothing to connect to: this stand-in sends nothing."""
+
     async def machine_types(self, zone: str) -> list[dict[str, Any]]:
         return [dict(m) for m in self._catalogue(zone)]
 
