@@ -19,7 +19,13 @@ from aiohttp import web
 
 from vnode.clock import Clock, rfc3339
 from vnode.sandbox.kubeapi import resources
-from vnode.sandbox.kubeapi.status import StatusError, bad_request, conflict, invalid
+from vnode.sandbox.kubeapi.status import (
+    StatusError,
+    bad_request,
+    conflict,
+    invalid,
+    method_not_allowed,
+)
 
 PODS = resources.by_kind("", "Pod")
 
@@ -129,12 +135,7 @@ async def handle_binding(  # noqa: PLR0917 (the SubresourceHandler signature)
 ) -> web.StreamResponse:
     """``POST pods/{name}/binding``."""
     if request.method != "POST":
-        raise StatusError(
-            405,
-            "MethodNotAllowed",
-            "the server does not allow this method on the requested resource",
-            details={},
-        )
+        raise method_not_allowed()
     body = await _read_json(request, "Binding", "v1")
     meta = body.get("metadata") or {}
     if meta.get("name", "") != name:
@@ -171,12 +172,7 @@ async def handle_eviction(  # noqa: PLR0917 (the SubresourceHandler signature)
 ) -> web.StreamResponse:
     """``POST pods/{name}/eviction`` (policy/v1 Eviction): a graceful delete."""
     if request.method != "POST":
-        raise StatusError(
-            405,
-            "MethodNotAllowed",
-            "the server does not allow this method on the requested resource",
-            details={},
-        )
+        raise method_not_allowed()
     body = await _read_json(request, "Eviction", "v1")
     if (body.get("metadata") or {}).get("name", "") != name:
         raise bad_request("name in URL does not match name in Eviction object")

@@ -305,18 +305,25 @@ class JobController:
                 )
 
     def _drop_finalizer(self, pod: dict[str, Any], finalizer: str = TRACKING_FINALIZER) -> None:
-        def drop(obj: dict[str, Any]) -> None:
-            rest = [f for f in obj["metadata"].get("finalizers") or [] if f != finalizer]
+        self._remove_finalizer(PODS, pod, finalizer)
+        self._read_back(pod)
+
+    def _remove_finalizer(
+        self, res: resources.Resource, obj: dict[str, Any], finalizer: str
+    ) -> None:
+        """Take ``finalizer`` off the stored object (gone already is fine)."""
+
+        def drop(stored: dict[str, Any]) -> None:
+            rest = [f for f in stored["metadata"].get("finalizers") or [] if f != finalizer]
             if rest:
-                obj["metadata"]["finalizers"] = rest
+                stored["metadata"]["finalizers"] = rest
             else:
-                obj["metadata"].pop("finalizers", None)
+                stored["metadata"].pop("finalizers", None)
 
         with contextlib.suppress(StatusError):
             self._store.mutate(
-                PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], drop, manager=MANAGER
+                res, obj["metadata"]["namespace"], obj["metadata"]["name"], drop, manager=MANAGER
             )
-        self._read_back(pod)
 
     @staticmethod
     def _counts_as_failed(job: dict[str, Any], pod: dict[str, Any]) -> bool:
@@ -695,14 +702,14 @@ class JobController:
         if ORPHAN_FINALIZER in finalizers:
             for pod in pods:
                 self._release(pod, uid)
-            self._drop_job_finalizer(job, ORPHAN_FINALIZER)
+            self._remove_finalizer(JOBS, job, ORPHAN_FINALIZER)
         elif FOREGROUND_FINALIZER in finalizers:
             remaining = self._owned_pods(job)
             self._delete_pods(
                 {}, [p for p in remaining if not p["metadata"].get("deletionTimestamp")]
             )
             if not self._owned_pods(job):
-                self._drop_job_finalizer(job, FOREGROUND_FINALIZER)
+                self._remove_finalizer(JOBS, job, FOREGROUND_FINALIZER)
 
     def _release(self, pod: dict[str, Any], uid: str) -> None:
         def release(obj: dict[str, Any]) -> None:
@@ -721,19 +728,6 @@ class JobController:
                 manager="kube-controller-manager",
             )
         self._read_back(pod)
-
-    def _drop_job_finalizer(self, job: dict[str, Any], finalizer: str) -> None:
-        def drop(obj: dict[str, Any]) -> None:
-            rest = [f for f in obj["metadata"].get("finalizers") or [] if f != finalizer]
-            if rest:
-                obj["metadata"]["finalizers"] = rest
-            else:
-                obj["metadata"].pop("finalizers", None)
-
-        with contextlib.suppress(StatusError):
-            self._store.mutate(
-                JOBS, job["metadata"]["namespace"], job["metadata"]["name"], drop, manager=MANAGER
-            )
 
     def _collect(self, uid: str, namespace: str) -> None:
         """The Job ``uid`` is gone: delete what it owned (propagation Background)."""
