@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from vnode.clock import FakeClock
 
 T = TypeVar("T")
 
@@ -61,3 +63,25 @@ async def async_wait_for(
             detail = f"last error: {error!r}" if error else f"last value: {last!r}"
             raise AssertionError(f"timed out after {timeout}s waiting for {name}; {detail}")
         await asyncio.sleep(interval)
+
+
+async def eventually(check: Callable[[], Any], within: float = 5.0) -> Any:
+    """Wait until the synchronous ``check()`` is truthy (returning it), polling every 5 ms
+    on the running loop, so in-process controllers get to run in between."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        value = check()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(0.005)
+
+
+async def advance(clock: FakeClock, seconds: float, step: float = 1.0) -> None:
+    """Move fake time on in ``step``-sized strides, letting woken tasks run after each."""
+    while seconds > 0:
+        await clock.advance(min(step, seconds))
+        seconds -= step
+        for _ in range(20):
+            await asyncio.sleep(0)

@@ -5,12 +5,13 @@ and the garbage collection of a deleted Job's pods."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from tests.waiting import advance, eventually
 from vnode.clock import FakeClock
 from vnode.sandbox.kubeapi import resources
 from vnode.sandbox.kubeapi.jobs import TRACKING_FINALIZER, JobController
@@ -19,25 +20,6 @@ from vnode.sandbox.kubeapi.store import Store
 JOBS = resources.by_kind("batch", "Job")
 PODS = resources.by_kind("", "Pod")
 EVENTS = resources.by_kind("", "Event")
-
-
-async def eventually(check: Callable[[], Any], within: float = 5.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        value = check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(0.005)
-
-
-async def advance(clock: FakeClock, seconds: float, step: float = 1.0) -> None:
-    while seconds > 0:
-        await clock.advance(min(step, seconds))
-        seconds -= step
-        for _ in range(20):
-            await asyncio.sleep(0)
 
 
 @pytest.fixture

@@ -7,12 +7,13 @@ The controller runs on the test's loop; fake time moves in monitor-period steps.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from tests.waiting import advance, eventually
 from vnode.clock import FakeClock, micro_time, rfc3339
 from vnode.sandbox.kubeapi import binding, resources
 from vnode.sandbox.kubeapi.nodelifecycle import NodeLifecycle
@@ -24,25 +25,6 @@ LEASES = resources.by_kind("coordination.k8s.io", "Lease")
 EVENTS = resources.by_kind("", "Event")
 GRACE = 10.0  # shortened node-monitor grace period
 STARTUP_GRACE = 20.0
-
-
-async def eventually(check: Callable[[], Any], within: float = 5.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        value = check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(0.005)
-
-
-async def advance(clock: FakeClock, seconds: float, step: float = 1.0) -> None:
-    while seconds > 0:
-        await clock.advance(min(step, seconds))
-        seconds -= step
-        for _ in range(20):
-            await asyncio.sleep(0)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from tests.waiting import eventually
 from vnode.clock import FakeClock
 from vnode.sandbox.kubeapi import binding, resources, scheduler
 from vnode.sandbox.kubeapi.status import StatusError
@@ -28,18 +29,6 @@ EVENTS = resources.by_kind("events.k8s.io", "Event")
 CORE_EVENTS = resources.by_kind("", "Event")
 MICRO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 DEDICATED = {"key": "example.com/dedicated", "value": "special", "effect": "NoSchedule"}
-
-
-async def eventually(check: Callable[[], Any], within: float = 5.0) -> Any:
-    """Wait until ``check()`` is truthy (returning it), failing after ``within`` seconds."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        value = check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(0.005)
 
 
 async def settle(clock: FakeClock) -> None:
